@@ -1,0 +1,176 @@
+"""The ``gantrain`` command line. The only module that knows Typer.
+
+Every command turns a :class:`UserError` into one ``error: ...`` line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer  # noqa: E402
+
+from gantrain.errors import UserError  # noqa: E402
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="Config-driven GAN training.\n\nExample:\n\n  gantrain fit configs/dcgan_mnist.yaml --set train.steps=2000",
+)
+
+SET_HELP = "Override a config value, parsed as YAML; repeatable. Example: --set train.steps=2000 --set data.batch_size=64"
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up banner (oneDNN, CUDA probing) sent to /dev/null.
+
+    TF_CPP_MIN_LOG_LEVEL cannot silence lines logged before absl is initialised, so stderr's file
+    descriptor is pointed at /dev/null for the import only. Set GANTRAIN_TF_VERBOSE=1 to see them.
+    """
+    if os.environ.get("GANTRAIN_TF_VERBOSE") or "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device probing logs (e.g. cuInit on CPU-only machines)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def user_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        _import_tensorflow_quietly()
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(err.exit_code)
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def fit(
+    config: Optional[Path] = typer.Argument(None, help="YAML experiment config (not needed with --resume)."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from its latest checkpoint."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where to write the run (default: runs/<name>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run in the run directory first."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Train a GAN from a config; checkpoints, grids, TensorBoard logs and metrics go to the run directory.
+
+    Examples:
+
+      gantrain fit configs/dcgan_mnist.yaml
+
+      gantrain fit configs/dcgan_mnist.yaml --set train.steps=2000 --set data.batch_size=64
+
+      gantrain fit --resume runs/dcgan_mnist --set train.steps=20000
+    """
+    from gantrain.run import fit as run_fit
+
+    out = run_fit(config, overrides=set_, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=not quiet)
+    typer.echo(f"run directory: {out}  (tensorboard --logdir {out / 'tb'})")
+
+
+@app.command()
+@user_errors
+def sample(
+    run: Path = typer.Argument(..., help="Run directory, its checkpoints/ folder, or a checkpoint prefix like runs/x/checkpoints/ckpt-500."),
+    n: int = typer.Option(64, "--n", min=1, max=100000, help="Number of images."),
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="Output: a .png grid, a folder (--format png) or a .npy file."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Noise seed; the same seed gives the same images."),
+    fmt: str = typer.Option("auto", "--format", help="grid | png (one file per image) | npy | auto (from --out's suffix)."),
+    checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest' or a step number."),
+):
+    """Draw images from a trained generator; no dataset needed.
+
+    Example:
+
+      gantrain sample runs/dcgan_mnist --n 64 --out grid.png --seed 1
+    """
+    from gantrain.sampling import generate, write_samples
+
+    if fmt == "auto":
+        fmt = {".png": "grid", ".npy": "npy"}.get(out.suffix.lower(), "png")
+    if fmt not in ("grid", "png", "npy"):
+        raise UserError(f"--format {fmt!r}: choose grid, png, npy or auto")
+    which = checkpoint if checkpoint == "latest" else _int(checkpoint, "--checkpoint")
+    images, _, step = generate(run, n, seed=seed, which=which)
+    paths = write_samples(images, out, fmt)
+    where = paths[0] if len(paths) == 1 else f"{out}/ ({len(paths)} files)"
+    typer.echo(f"wrote {n} images from step {step} to {where}")
+
+
+@app.command()
+@user_errors
+def validate(
+    config: Path = typer.Argument(..., help="YAML experiment config."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+):
+    """Check a config and print it fully resolved (all defaults filled in), or the error.
+
+    Example:
+
+      gantrain validate configs/dcgan_mnist.yaml --set train.steps=2000
+    """
+    from gantrain.config import dump, load_config
+
+    typer.echo(dump(load_config(config, set_)), nl=False)
+
+
+@app.command("list")
+@user_errors
+def list_(keys: bool = typer.Option(False, "--keys", help="Also list every config key with its default and meaning.")):
+    """List registered model families, datasets, losses and optimizers (and config keys with --keys).
+
+    Example:
+
+      gantrain list --keys
+    """
+    from gantrain.config import SCHEMA, _ensure_registered
+    from gantrain.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS
+    from gantrain.schema import schema_docs
+
+    _ensure_registered()
+    for title, reg, section in (("model families (model.family)", MODELS, "model"), ("datasets (data.loader)", DATASETS, "data"),
+                                ("losses (loss.name)", LOSSES, "loss"), ("optimizers (optimizer.*.name)", OPTIMIZERS, "optimizer.*")):
+        typer.echo(f"{title}:")
+        for entry in reg.entries():
+            typer.echo(f"  {entry.name:<16} {entry.description}")
+            if keys:
+                for key, default, doc in schema_docs(entry.schema, f"{section}."):
+                    typer.echo(f"      {key:<34} {default!r:<22} {doc}")
+    if keys:
+        typer.echo("general keys:")
+        for key, default, doc in schema_docs(SCHEMA):
+            typer.echo(f"  {key:<36} {default!r:<22} {doc}")
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected 'latest' or a step number") from None
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

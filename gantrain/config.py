@@ -1,0 +1,194 @@
+"""Experiment configs: the documented defaults, YAML loading, ``--set`` overrides and validation.
+
+This is the only module that knows YAML. ``load_config`` returns a fully resolved plain dict:
+every default filled in, every value type- and range-checked, paths made absolute (relative paths
+are taken from the config file's folder), cross-field rules checked. Any problem raises one
+:class:`UserError` naming the key path and, where known, the file line.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gantrain.errors import UserError
+from gantrain.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS
+from gantrain.schema import Context, Field, Select, resolve
+
+# ---------------------------------------------------------------------------------------------
+# The defaults, in one place. Each model family, dataset, loss and optimizer adds the schema of
+# its own parameters where it is registered; `gantrain list --keys` prints everything.
+# ---------------------------------------------------------------------------------------------
+SCHEMA: dict = {
+    "name": Field(None, "experiment name; the run directory is runs/<name> (default: the config file's name)", "str", nullable=True),
+    "seed": Field(0, "seeds weights, noise, data order and the fixed sample-grid noise", "int", min=0),
+    "model": Select("family", MODELS, None, "model family (gantrain list)"),
+    "data": Select(
+        "loader",
+        DATASETS,
+        None,
+        "dataset loader (gantrain list)",
+        common={"batch_size": Field(64, "images per discriminator step", "int", min=1)},
+    ),
+    "loss": Select("name", LOSSES, "non_saturating", "adversarial loss pair"),
+    "optimizer": {
+        "generator": Select("name", OPTIMIZERS, "adam", "generator optimizer"),
+        "discriminator": Select("name", OPTIMIZERS, "adam", "discriminator optimizer"),
+    },
+    "train": {
+        "steps": Field(10000, "training length in generator updates", "int", min=1),
+        "epochs": Field(None, "if set, overrides steps: passes over the data, in discriminator batches", "float", min=0, min_exclusive=True, nullable=True),
+        "d_steps": Field(1, "discriminator updates per generator update (n_critic)", "int", min=1, max=100),
+        "jit_compile": Field(False, "compile the training step with XLA", "bool"),
+        "deterministic": Field(False, "enable TensorFlow op determinism (bit-identical reruns on CPU; slower)", "bool"),
+    },
+    "log": {
+        "every": Field(100, "steps between scalar logs (metrics.jsonl, TensorBoard, progress bar)", "int", min=1),
+        "sample_every": Field(500, "steps between sample grids (samples/step_NNNNNN.png)", "int", min=1),
+        "checkpoint_every": Field(1000, "steps between checkpoints (one is always written at the end)", "int", min=1),
+        "keep_checkpoints": Field(5, "most recent checkpoints kept", "int", min=1),
+        "num_samples": Field(64, "images in each sample grid (fixed noise, so grids compare over time)", "int", min=1, max=1024),
+    },
+}
+
+# Keys that decide the shapes of the networks or optimizer slots: a resumed run must keep them.
+LOCKED_PREFIXES = ("model.", "data.loader", "data.image_size", "data.channels", "optimizer.generator.name", "optimizer.discriminator.name")
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, dict]:
+    """Parse YAML text safely; return (data, {key path: "file:line"})."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{where}: YAML syntax error: {problem}") from None
+    lines: dict = {}
+    _line_map(node, (), source, lines)
+    return data, lines
+
+
+def _line_map(node, path: tuple, source: str, out: dict) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[path + (key,)] = f"{source}:{key_node.start_mark.line + 1}"
+            _line_map(value_node, path + (key,), source, out)
+
+
+def parse_override(item: str) -> tuple[tuple, Any]:
+    """``"train.steps=2000"`` -> (("train", "steps"), 2000); the value is parsed as YAML."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        raise UserError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set train.steps=2000")
+    try:
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise UserError(f"--set {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)})") from None
+    return tuple(key.split(".")), value
+
+
+def apply_overrides(raw: dict, overrides: list[str], lines: dict) -> dict:
+    raw = copy.deepcopy(raw)
+    for item in overrides or []:
+        path, value = parse_override(item)
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"--set {item!r}: {'.'.join(path[: i + 1])} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+        lines[path] = f"--set {item}"
+    return raw
+
+
+def read_config_file(path: str | Path) -> tuple[dict, dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found" + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read config file: {err}") from None
+    data, lines = parse_yaml(text, str(path))
+    if data is None:
+        raise UserError(f"{path}: config file is empty; see configs/ for examples")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of sections (model:, data:, ...), got {type(data).__name__}")
+    return data, lines
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> dict:
+    """Read, override, validate and resolve a config file."""
+    path = Path(path)
+    raw, lines = read_config_file(path)
+    raw = apply_overrides(raw, overrides or [], lines)
+    cfg = validate(raw, Context(str(path), lines, path.resolve().parent))
+    if cfg["name"] is None:
+        cfg["name"] = path.stem
+    return cfg
+
+
+def validate(raw: dict, ctx: Context | None = None) -> dict:
+    """Resolve a raw config dict against the schema and check cross-field rules."""
+    _ensure_registered()
+    ctx = ctx or Context()
+    cfg = resolve(SCHEMA, raw, (), ctx)
+    data_entry = DATASETS.entry(cfg["data"]["loader"])
+    image_shape = tuple(data_entry.obj.image_shape(cfg["data"]))
+    family = MODELS.get(cfg["model"]["family"])
+    problem = family.check(cfg["model"], image_shape)
+    if problem:
+        ctx.fail(("model",), f"family {cfg['model']['family']!r} cannot produce {image_shape[0]}x{image_shape[1]}x{image_shape[2]} images from data.loader {cfg['data']['loader']!r}: {problem}")
+    for key in ("generator", "discriminator"):
+        opt = cfg["optimizer"][key]
+        OPTIMIZERS.get(opt["name"]).check(opt, ("optimizer", key), ctx)
+    return cfg
+
+
+def locked_differences(old: dict, new: dict) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs and may not change on resume."""
+    a, b = dict(flatten(old)), dict(flatten(new))
+    keys = sorted(set(a) | set(b))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if k.startswith(LOCKED_PREFIXES) and a.get(k) != b.get(k)]
+
+
+def flatten(cfg: dict, prefix: str = ""):
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            yield from flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def dump(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+
+
+def _ensure_registered() -> None:
+    # Importing the component packages runs their @register decorators.
+    import gantrain.data  # noqa: F401
+    import gantrain.losses  # noqa: F401
+    import gantrain.models  # noqa: F401
+    import gantrain.optimizers  # noqa: F401

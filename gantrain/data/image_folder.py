@@ -1,0 +1,106 @@
+"""Folders of images: ``root/*.png`` (unlabeled) or ``root/<class>/*.png`` (one label per subfolder).
+
+Images are decoded with Pillow in a thread pool (PNG, JPEG, PGM/PPM, BMP, GIF, TIFF, WebP), converted
+to grey or RGB, scaled so the shorter side fits and centre-cropped to ``image_size``, then kept in
+memory as uint8, so each file is decoded once per run rather than once per epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from gantrain.data.source import ImageSource
+from gantrain.errors import UserError
+from gantrain.registry import DATASETS
+from gantrain.schema import Field
+
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pbm", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+SCHEMA = {
+    "root": Field(None, "folder of images, or of one subfolder of images per class", "path"),
+    "image_size": Field(64, "output size: one number (square) or [height, width]", "size", min=1, max=4096),
+    "channels": Field(3, "1 = grey, 3 = RGB (images are converted)", "int", choices=(1, 3)),
+    "labels": Field("auto", "auto: class subfolders give labels when present; none: ignore subfolders", "str", choices=("auto", "none")),
+    "on_error": Field("fail", "unreadable image files: fail (stop with the file name) or skip (count and warn)", "str", choices=("fail", "skip")),
+}
+
+
+def list_images(root: Path, labels: str) -> tuple[list[Path], list[int], list[str]]:
+    """Image files and their class indices; classes are the sorted subfolder names."""
+    if not root.is_dir():
+        raise UserError(f"data.root: {root} is not a folder")
+    def images_in(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = [d for d in subdirs if images_in(d)] if labels == "auto" else []
+    if classes:
+        files, ids = [], []
+        for i, folder in enumerate(classes):
+            found = images_in(folder)
+            files += found
+            ids += [i] * len(found)
+        return files, ids, [d.name for d in classes]
+    files = images_in(root)
+    if labels == "none":
+        files += [p for d in subdirs for p in images_in(d)]
+    if not files:
+        raise UserError(f"data.root: no images in {root} (looked for {', '.join(sorted(EXTENSIONS))} there and in its subfolders)")
+    return files, [-1] * len(files), []
+
+
+def load_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Decode, convert, resize the shorter side to fit and centre-crop to ``size`` (height, width)."""
+    with Image.open(path) as img:
+        img = img.convert("L" if channels == 1 else "RGB")
+        height, width = size
+        scale = max(height / img.height, width / img.width)
+        new = (max(width, round(img.width * scale)), max(height, round(img.height * scale)))
+        if new != img.size:
+            img = img.resize(new, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS)
+        left, top = (img.width - width) // 2, (img.height - height) // 2
+        img = img.crop((left, top, left + width, top + height))
+        arr = np.asarray(img, dtype=np.uint8)
+    return arr[..., None] if channels == 1 else arr
+
+
+def load_folder(root: Path, size: tuple[int, int], channels: int, labels: str, on_error: str) -> ImageSource:
+    files, ids, class_names = list_images(root, labels)
+
+    def decode(path: Path):
+        try:
+            return load_image(path, size, channels)
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            if on_error == "fail":
+                raise UserError(f"{path}: cannot read image ({err}); fix or remove it, or set data.on_error: skip") from None
+            return None
+
+    workers = min(32, (os.cpu_count() or 1) * 4)
+    with ThreadPoolExecutor(workers) as pool:
+        decoded = list(pool.map(decode, files))
+    keep = [i for i, img in enumerate(decoded) if img is not None]
+    skipped = len(files) - len(keep)
+    if skipped:
+        print(f"warning: skipped {skipped} unreadable image file(s) under {root} (data.on_error: skip)", file=sys.stderr)
+    if not keep:
+        raise UserError(f"data.root: none of the {len(files)} image files under {root} could be read")
+    images = np.stack([decoded[i] for i in keep])
+    label_arr = np.asarray([ids[i] for i in keep], dtype=np.int32)
+    return ImageSource(images, label_arr, class_names, f"{root} ({len(keep)} images)")
+
+
+class ImageFolder:
+    def image_shape(self, params: dict) -> tuple:
+        return (*params["image_size"], params["channels"])
+
+    def load(self, params: dict, split: str | None = None) -> ImageSource:
+        return load_folder(Path(params["root"]), tuple(params["image_size"]), params["channels"], params["labels"], params["on_error"])
+
+
+DATASETS.register("image_folder", description="any folder of PNG/JPEG/PGM/BMP images, optional class subfolders", schema=SCHEMA)(ImageFolder())

@@ -1,0 +1,71 @@
+"""DCGAN as in the TensorFlow DCGAN tutorial (MODELS.md 4.3), generalised to other sizes.
+
+Generator: Dense(s*s*w0, no bias) -> BN -> LeakyReLU -> Reshape -> Conv2DTranspose(w1, stride 1)
+-> then one stride-2 Conv2DTranspose per further width -> a stride-2 Conv2DTranspose to the image
+channels with tanh. So ``g_widths`` of length L upsample by 2**(L-1): the tutorial's [256, 128, 64]
+turns 7x7 into 28x28, and also 8x8 into 32x32 (CIFAR-10); [512, 256, 128, 64] makes 64x64.
+Discriminator: stride-2 Conv2D + LeakyReLU + Dropout per ``d_widths`` entry, Flatten, Dense(1) logit.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from gantrain.models.base import LATENT_DIM, LEAKY_SLOPE, Family, Networks
+from gantrain.registry import MODELS
+from gantrain.schema import Field
+
+SCHEMA = {
+    "latent_dim": LATENT_DIM,
+    "g_widths": Field([256, 128, 64], "generator widths: dense block, then one transposed conv each (>= 2 entries)", "int_list", min=1),
+    "d_widths": Field([64, 128], "discriminator conv widths, each stride 2", "int_list", min=1),
+    "kernel_size": Field(5, "convolution kernel size", "int", min=1, max=11),
+    "dropout": Field(0.3, "discriminator dropout rate", "float", min=0, max=0.95),
+    "leaky_slope": LEAKY_SLOPE,
+}
+
+
+class DCGan(Family):
+    def check(self, params: dict, image_shape: tuple) -> str | None:
+        h, w, _ = image_shape
+        widths = params["g_widths"]
+        if len(widths) < 2:
+            return "model.g_widths needs at least 2 entries (dense block + one transposed conv)"
+        factor = 2 ** (len(widths) - 1)
+        if h != w:
+            return "DCGAN makes square images; set data.image_size to one number"
+        if h % factor:
+            return f"image size {h} is not divisible by 2**(len(g_widths)-1) = {factor}; change data.image_size or model.g_widths"
+        return None
+
+    def build(self, params: dict, image_shape: tuple, num_classes: int) -> Networks:
+        h, _, channels = image_shape
+        widths, k, slope = params["g_widths"], params["kernel_size"], params["leaky_slope"]
+        base = h // 2 ** (len(widths) - 1)
+
+        z = keras.Input((params["latent_dim"],), name="z")
+        x = layers.Dense(base * base * widths[0], use_bias=False)(z)
+        x = layers.BatchNormalization()(x)
+        x = layers.LeakyReLU(slope)(x)
+        x = layers.Reshape((base, base, widths[0]))(x)
+        for i, width in enumerate(widths[1:]):
+            x = layers.Conv2DTranspose(width, k, strides=1 if i == 0 else 2, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.LeakyReLU(slope)(x)
+        images = layers.Conv2DTranspose(channels, k, strides=2, padding="same", use_bias=False, activation="tanh")(x)
+        generator = keras.Model(z, images, name="generator")
+
+        inp = keras.Input(image_shape, name="images")
+        x = inp
+        for i, width in enumerate(params["d_widths"]):
+            x = layers.Conv2D(width, k, strides=2, padding="same")(x)
+            x = layers.LeakyReLU(slope)(x)
+            x = layers.Dropout(params["dropout"], seed=i + 1)(x)
+        x = layers.Flatten()(x)
+        logits = layers.Dense(1)(x)
+        discriminator = keras.Model(inp, logits, name="discriminator")
+        return Networks(generator, discriminator, params["latent_dim"])
+
+
+MODELS.register("dcgan", description="DCGAN, TensorFlow-tutorial architecture (28x28, 32x32, 64x64, ...)", schema=SCHEMA)(DCGan())
