@@ -19,11 +19,17 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     return _fit(config, overrides=overrides, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress)
 
 
-def sample(run, n=64, seed=0, checkpoint="latest"):
-    """Generate ``n`` images from a run directory or checkpoint; float32 (n, H, W, C) in [-1, 1]."""
-    from gantrain.sampling import generate
+def sample(run, n=64, seed=0, checkpoint="latest", labels=None):
+    """Generate ``n`` images from a run directory or checkpoint; float32 (n, H, W, C) in [-1, 1].
 
-    return generate(run, n, seed=seed, which=checkpoint)[0]
+    ``labels`` (conditional families): one class for all, or a list of ``n`` classes.
+    """
+    from gantrain.sampling import generate, load_model
+
+    model, _, _ = load_model(run, checkpoint)
+    if isinstance(labels, int):
+        labels = [labels] * n
+    return generate(model, n, seed, labels)
 
 
 def load_config(path, overrides=None):

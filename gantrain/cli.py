@@ -91,29 +91,79 @@ def fit(
 @user_errors
 def sample(
     run: Path = typer.Argument(..., help="Run directory, its checkpoints/ folder, or a checkpoint prefix like runs/x/checkpoints/ckpt-500."),
-    n: int = typer.Option(64, "--n", min=1, max=100000, help="Number of images."),
+    n: int = typer.Option(64, "--n", min=1, max=100000, help="Number of images (with --labels: per listed class)."),
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="Output: a .png grid, a folder (--format png) or a .npy file."),
     seed: int = typer.Option(0, "--seed", min=0, help="Noise seed; the same seed gives the same images."),
     fmt: str = typer.Option("auto", "--format", help="grid | png (one file per image) | npy | auto (from --out's suffix)."),
     checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest' or a step number."),
+    label: Optional[int] = typer.Option(None, "--label", help="Conditional families: draw this class only."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Conditional families: comma-separated classes, one grid row each."),
+    per_class: Optional[int] = typer.Option(None, "--per-class", min=1, help="Conditional families: a grid with this many images of every class."),
+    traverse: Optional[str] = typer.Option(None, "--traverse", help="InfoGAN: sweep continuous code c1, c2, ... from -2 to 2 (one categorical value per row)."),
+    steps: int = typer.Option(10, "--steps", min=2, max=100, help="Columns of a --traverse grid."),
 ):
     """Draw images from a trained generator; no dataset needed.
 
-    Example:
+    Examples:
 
       gantrain sample runs/dcgan_mnist --n 64 --out grid.png --seed 1
+
+      gantrain sample runs/acgan_mnist --label 3 --n 16 --out threes.png
+
+      gantrain sample runs/acgan_mnist --per-class 8 --out classes.png
+
+      gantrain sample runs/infogan_mnist --traverse c1 --steps 10 --out c1.png
     """
-    from gantrain.sampling import generate, write_samples
+    from gantrain.sampling import class_grid, generate, load_model, parse_labels, write_samples
 
     if fmt == "auto":
         fmt = {".png": "grid", ".npy": "npy"}.get(out.suffix.lower(), "png")
     if fmt not in ("grid", "png", "npy"):
         raise UserError(f"--format {fmt!r}: choose grid, png, npy or auto")
     which = checkpoint if checkpoint == "latest" else _int(checkpoint, "--checkpoint")
-    images, _, step = generate(run, n, seed=seed, which=which)
-    paths = write_samples(images, out, fmt)
+    model, _, step = load_model(run, which)
+    rows = None
+    if traverse is not None:
+        if label is not None or labels is not None or per_class is not None:
+            raise UserError("--traverse draws its own rows; drop --label/--labels/--per-class")
+        if not hasattr(model, "traversal"):
+            raise UserError(f"--traverse: this run's model family has no latent codes to traverse (InfoGAN has)")
+        images, rows = model.traversal(traverse, steps, seed)
+    else:
+        chosen = parse_labels(model, label, labels, per_class)
+        if chosen is None:
+            images = generate(model, n, seed)
+        elif label is not None:
+            images = generate(model, n, seed, [label] * n)
+        else:
+            images, rows = class_grid(model, chosen, per_class or n, seed)
+    paths = write_samples(images, out, fmt, rows=rows)
     where = paths[0] if len(paths) == 1 else f"{out}/ ({len(paths)} files)"
-    typer.echo(f"wrote {n} images from step {step} to {where}")
+    typer.echo(f"wrote {len(images)} images from step {step} to {where}")
+    names = getattr(model, "class_names", [])
+    if rows and traverse is None and names:
+        classes = chosen if per_class is None or labels is not None else list(range(model.num_classes))
+        typer.echo("rows, top to bottom: " + ", ".join(f"{c}={names[c]}" if c < len(names) else str(c) for c in classes))
+
+
+@app.command()
+@user_errors
+def classify(
+    run: Path = typer.Argument(..., help="Run directory of a family with a classifier head (sgan)."),
+    split: str = typer.Option("test", "--split", help="Which split of the run's dataset: test or train."),
+    checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest' or a step number."),
+):
+    """Report the accuracy of the discriminator's classifier (semi-supervised GAN) on a labelled split.
+
+    Example:
+
+      gantrain classify runs/sgan_mnist --split test
+    """
+    from gantrain.classify import run_accuracy
+
+    which = checkpoint if checkpoint == "latest" else _int(checkpoint, "--checkpoint")
+    acc, count, step, desc = run_accuracy(run, split, which)
+    typer.echo(f"accuracy {acc:.4f} on {count} images ({desc}), checkpoint step {step}")
 
 
 @app.command()

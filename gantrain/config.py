@@ -25,14 +25,17 @@ from gantrain.schema import Context, Field, Select, resolve
 # ---------------------------------------------------------------------------------------------
 SCHEMA: dict = {
     "name": Field(None, "experiment name; the run directory is runs/<name> (default: the config file's name)", "str", nullable=True),
-    "seed": Field(0, "seeds weights, noise, data order and the fixed sample-grid noise", "int", min=0),
+    "seed": Field(0, "seeds weights, noise, data order and the fixed sample-grid noise", "int", min=0, max=2**32 - 1),
     "model": Select("family", MODELS, None, "model family (gantrain list)"),
     "data": Select(
         "loader",
         DATASETS,
         None,
         "dataset loader (gantrain list)",
-        common={"batch_size": Field(64, "images per discriminator step", "int", min=1)},
+        common={
+            "batch_size": Field(64, "images per discriminator step", "int", min=1),
+            "labeled_per_class": Field(None, "semi-supervised: keep labels on only this many images per class (the rest unlabeled)", "int", min=1, nullable=True),
+        },
     ),
     "loss": Select("name", LOSSES, "non_saturating", "adversarial loss pair"),
     "optimizer": {
@@ -85,12 +88,13 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict]:
     return data, lines
 
 
-def _line_map(node, path: tuple, source: str, out: dict) -> None:
-    if isinstance(node, yaml.MappingNode):
+def _line_map(node, path: tuple, source: str, out: dict, seen: frozenset = frozenset()) -> None:
+    # `seen` stops at an alias that points back into its own mapping (a recursive document).
+    if isinstance(node, yaml.MappingNode) and id(node) not in seen:
         for key_node, value_node in node.value:
             key = key_node.value
             out[path + (key,)] = f"{source}:{key_node.start_mark.line + 1}"
-            _line_map(value_node, path + (key,), source, out)
+            _line_map(value_node, path + (key,), source, out, seen | {id(node)})
 
 
 def parse_override(item: str) -> tuple[tuple, Any]:
@@ -119,7 +123,13 @@ def apply_overrides(raw: dict, overrides: list[str], lines: dict) -> dict:
                 raise UserError(f"--set {item!r}: {'.'.join(path[: i + 1])} is a value, not a section")
             node = child
         node[path[-1]] = value
-        lines[path] = f"--set {item}"
+        # Errors under this key now point at the flag: forget the file lines of what it replaced,
+        # and mark the sections it created.
+        for key in [k for k in lines if k[: len(path)] == path]:
+            del lines[key]
+        for i in range(1, len(path) + 1):
+            if path[:i] not in lines or i == len(path):
+                lines[path[:i]] = f"--set {item}"
     return raw
 
 

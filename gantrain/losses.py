@@ -58,3 +58,27 @@ LOSSES.register("minimax", description="BCE for D, log(1 - D(G(z))) for G (origi
 
 def get_loss(name: str) -> LossPair:
     return LOSSES.get(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Auxiliary terms used by families with extra heads (ACGAN's class head, SGAN, InfoGAN's Q head).
+# ---------------------------------------------------------------------------------------------
+def class_cross_entropy(labels: tf.Tensor, class_logits: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+    """Mean sparse categorical cross-entropy ``-log softmax(class_logits)[label]``.
+
+    Args:
+      labels: int (batch,) class indices.
+      class_logits: (batch, num_classes) logits.
+      mask: optional bool (batch,): only these rows count (e.g. labelled examples); an all-false
+        mask gives 0, not NaN.
+    """
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=tf.cast(class_logits, tf.float32))
+    if mask is None:
+        return tf.reduce_mean(ce)
+    mask = tf.cast(mask, tf.float32)
+    return tf.reduce_sum(ce * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def gaussian_code_loss(codes: tf.Tensor, predicted_mean: tf.Tensor) -> tf.Tensor:
+    """InfoGAN's continuous-code term with a fixed-variance Gaussian Q: mean squared error per code."""
+    return tf.reduce_mean(tf.reduce_sum(tf.square(tf.cast(codes, tf.float32) - tf.cast(predicted_mean, tf.float32)), axis=-1))

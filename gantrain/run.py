@@ -21,11 +21,13 @@ from tqdm import tqdm
 
 from gantrain import checkpoint as ckpt_lib
 from gantrain.config import dump, load_config, locked_differences, validate
+from gantrain.classify import classifier_accuracy, test_split_for
 from gantrain.data import load_dataset, make_pipeline
+from gantrain.data.labels import keep_labels_per_class, labeled_subset
 from gantrain.errors import UserError
 from gantrain.images import display_scale, make_grid, save_png
 from gantrain.losses import get_loss
-from gantrain.models.base import Networks
+from gantrain.models.base import GANModel
 from gantrain.optimizers import build_optimizer
 from gantrain.registry import MODELS
 from gantrain.trainer import GANTrainer
@@ -33,20 +35,23 @@ from gantrain.trainer import GANTrainer
 GRID_SEED = 7919  # second half of the fixed sample-noise seed, apart from the training noise
 
 
-def build_networks(cfg: dict, image_shape: tuple, num_classes: int) -> Networks:
+def build_model(cfg: dict, image_shape: tuple, num_classes: int) -> GANModel:
     keras.utils.set_random_seed(cfg["seed"])
     return MODELS.get(cfg["model"]["family"]).build(cfg["model"], image_shape, num_classes)
+
+
+def check_labels(cfg: dict, model: GANModel, source) -> None:
+    if model.needs_labels and source.num_classes < 2:
+        raise UserError(
+            f"model.family {cfg['model']['family']!r} needs class labels, but {source.description} has none "
+            f"(use mnist, fashion_mnist, cifar10, or an image_folder with one subfolder per class)"
+        )
 
 
 def image_shape_of(cfg: dict) -> tuple:
     from gantrain.registry import DATASETS
 
     return tuple(DATASETS.get(cfg["data"]["loader"]).image_shape(cfg["data"]))
-
-
-def fixed_noise(cfg: dict, n: int, latent_dim: int, seed: int | None = None) -> tf.Tensor:
-    seed = cfg["seed"] if seed is None else seed
-    return tf.random.stateless_normal([n, latent_dim], seed=[seed, GRID_SEED])
 
 
 def prepare_run_dir(cfg: dict, run_dir: Path | None, resume: Path | None, overwrite: bool) -> Path:
@@ -104,10 +109,13 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
         raise UserError(f"data.batch_size: {batch_size} is larger than the dataset ({len(source)} images)")
     if cfg["train"]["epochs"] is not None:
         cfg["train"]["steps"] = max(1, int(round(cfg["train"]["epochs"] * len(source) / (batch_size * d_steps))))
+    if cfg["data"]["labeled_per_class"] is not None:
+        source = keep_labels_per_class(source, cfg["data"]["labeled_per_class"], cfg["seed"])
 
-    networks = build_networks(cfg, source.image_shape, source.num_classes)
+    model = build_model(cfg, source.image_shape, source.num_classes)
+    check_labels(cfg, model, source)
     trainer = GANTrainer(
-        networks,
+        model,
         build_optimizer(cfg["optimizer"]["generator"]),
         build_optimizer(cfg["optimizer"]["discriminator"]),
         get_loss(cfg["loss"]["name"]),
@@ -125,7 +133,24 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     elif resume is not None:
         print(f"note: {run_dir} has no checkpoint yet; starting from step 0", file=sys.stderr)
     _write_config(run_dir, cfg)
+    write_meta(run_dir, source)
     return _loop(cfg, run_dir, trainer, source, step, manager, progress)
+
+
+def write_meta(run_dir: Path, source) -> None:
+    """What sampling needs from the data without reading it: classes and image shape."""
+    meta = {"image_shape": list(source.image_shape), "num_classes": source.num_classes, "class_names": source.class_names,
+            "num_images": len(source), "num_labeled": int((source.labels >= 0).sum())}
+    tmp = run_dir / ".meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    tmp.replace(run_dir / "meta.json")
+
+
+def read_meta(run_dir: Path, cfg: dict) -> dict:
+    path = run_dir / "meta.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    return {"image_shape": list(image_shape_of(cfg)), "num_classes": 0, "class_names": []}
 
 
 def make_training_checkpoint(trainer: GANTrainer, step: tf.Variable) -> tf.train.Checkpoint:
@@ -175,10 +200,15 @@ def _loop(cfg, run_dir: Path, trainer: GANTrainer, source, step: tf.Variable, ma
     start = int(step.numpy())
     batch_size, d_steps = cfg["data"]["batch_size"], cfg["train"]["d_steps"]
     iterator = iter(make_pipeline(source, batch_size, cfg["seed"], start_batch=start * d_steps))
+    labeled_iterator = None
+    if trainer.model.uses_labeled_stream:
+        labeled = labeled_subset(source)
+        labeled_iterator = iter(make_pipeline(labeled, min(batch_size, len(labeled)), cfg["seed"] + 1, start_batch=start * d_steps))
+    accuracy_source = test_split_for(cfg) if getattr(trainer.model, "classify", None) else None
     writer = tf.summary.create_file_writer(str(run_dir / "tb"))
     metrics_path = run_dir / "metrics.jsonl"
     _truncate_metrics(metrics_path, start)
-    z_grid = fixed_noise(cfg, log_cfg["num_samples"], trainer.latent_dim)
+    grid_latent, grid_rows = trainer.model.grid_latent(log_cfg["num_samples"], cfg["seed"] * 1000 + GRID_SEED)
     if start >= total:
         print(f"{run_dir}: already trained to step {start} (train.steps = {total}); raise it with --set train.steps=N to continue")
         return run_dir
@@ -187,7 +217,7 @@ def _loop(cfg, run_dir: Path, trainer: GANTrainer, source, step: tf.Variable, ma
     bar = tqdm(total=total, initial=start, disable=not progress, unit="step", dynamic_ncols=True, desc=cfg["name"])
     with _Interrupt() as interrupt, writer.as_default(), open(metrics_path, "a", encoding="utf-8") as metrics_file:
         while int(step.numpy()) < total:
-            out = trainer.train_step(iterator)
+            out = trainer.train_step(iterator, labeled_iterator) if labeled_iterator is not None else trainer.train_step(iterator)
             step.assign_add(1)
             s = int(step.numpy())
             for k, v in out.items():
@@ -205,9 +235,13 @@ def _loop(cfg, run_dir: Path, trainer: GANTrainer, source, step: tf.Variable, ma
                 bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}", ips=f"{row['images_per_sec']:.0f}")
                 sums, count, t_last, images_since = {}, 0, now, 0
             if s % log_cfg["sample_every"] == 0 or s == total:
-                _save_grid(trainer, z_grid, run_dir, s)
+                _save_grid(trainer, grid_latent, grid_rows, run_dir, s)
             if s % log_cfg["checkpoint_every"] == 0 or s == total:
                 manager.save(checkpoint_number=s)
+                if accuracy_source is not None:
+                    acc = classifier_accuracy(trainer.model, accuracy_source)
+                    _log_scalars(metrics_file, s, {"test_accuracy": acc})
+                    bar.write(f"step {s}: test accuracy of D's classifier {acc:.4f} ({len(accuracy_source)} images)")
             if interrupt.signum is not None:
                 manager.save(checkpoint_number=s)
                 bar.close()
@@ -243,8 +277,9 @@ def _log_scalars(metrics_file, step: int, row: dict) -> None:
         tf.summary.scalar(k, v, step=step)
 
 
-def _save_grid(trainer: GANTrainer, z: tf.Tensor, run_dir: Path, step: int) -> None:
-    images = trainer.generator(z, training=False).numpy()
-    grid = make_grid(images)
+def _save_grid(trainer: GANTrainer, latent: dict, rows, run_dir: Path, step: int) -> None:
+    images = trainer.model.generate(latent, training=False).numpy()
+    grid = make_grid(images, rows=rows)
     save_png(grid, run_dir / "samples" / f"step_{step:06d}.png", scale=display_scale(images.shape[1]))
     tf.summary.image("samples", grid[None], step=step)
+

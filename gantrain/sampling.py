@@ -1,6 +1,8 @@
 """``sample``: draw images from a checkpoint, rebuilding the generator from the run's saved config.
 
-No dataset is read: the image shape comes from the data section of the saved config.
+No dataset is read: the image shape and class count come from the run's ``meta.json``.
+Conditional families accept labels (one class, a list of classes, or a per-class grid); InfoGAN
+renders latent-code traversals.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from gantrain.config import load_config
 from gantrain.data.source import to_uint8
 from gantrain.errors import UserError
 from gantrain.images import display_scale, make_grid, save_png
+from gantrain.models.base import GANModel
 
 
-def load_generator(run: str | Path, which: str | int = "latest"):
-    """Returns (generator, config, step) restored from a run directory or checkpoint prefix."""
-    from gantrain.run import build_networks, image_shape_of
+def load_model(run: str | Path, which: str | int = "latest") -> tuple[GANModel, dict, int]:
+    """Returns (model with restored generator, config, step) from a run directory or checkpoint prefix."""
+    from gantrain.run import build_model, read_meta
 
     prefix = ckpt_lib.find_checkpoint(Path(run), which)
     run_dir = ckpt_lib.run_dir_of(prefix)
@@ -27,26 +30,63 @@ def load_generator(run: str | Path, which: str | int = "latest"):
     if not config_path.is_file():
         raise UserError(f"{prefix}: no config.yaml in {run_dir}, so the networks cannot be rebuilt")
     cfg = load_config(config_path)
-    networks = build_networks(cfg, image_shape_of(cfg), num_classes=0)
+    meta = read_meta(run_dir, cfg)
+    model = build_model(cfg, tuple(meta["image_shape"]), meta["num_classes"])
+    model.class_names = meta.get("class_names", [])
     step = tf.Variable(0, dtype=tf.int64)
-    ckpt = ckpt_lib.make_checkpoint(step, generator=networks.generator.variables)
+    ckpt = ckpt_lib.make_checkpoint(step, generator=model.generator.variables)
     ckpt_lib.restore(ckpt, prefix, what="generator")
-    return networks.generator, cfg, int(step.numpy()), networks.latent_dim
+    return model, cfg, int(step.numpy())
 
 
-def generate(run: str | Path, n: int, seed: int = 0, which: str | int = "latest", batch: int = 256) -> tuple[np.ndarray, dict, int]:
+def parse_labels(model: GANModel, label: int | None, labels: str | None, per_class: int | None) -> list[int] | None:
+    """The class of each requested row, or None for unconditional sampling; validates the values."""
+    asked = [flag for flag, v in (("--label", label), ("--labels", labels), ("--per-class", per_class)) if v is not None]
+    if not asked:
+        return None
+    if not model.conditional:
+        raise UserError(f"{asked[0]}: this run's model family is unconditional, it takes no labels")
+    if len(asked) > 1 and not (asked == ["--labels", "--per-class"]):
+        raise UserError(f"use only one of --label, --labels and --per-class (got {', '.join(asked)})")
+    if label is not None:
+        chosen = [label]
+    elif labels is not None:
+        try:
+            chosen = [int(x) for x in labels.split(",") if x.strip()]
+        except ValueError:
+            raise UserError(f"--labels {labels!r}: expected comma-separated class numbers, e.g. 0,1,2") from None
+    else:
+        chosen = list(range(model.num_classes))
+    bad = [c for c in chosen if not 0 <= c < model.num_classes]
+    if bad or not chosen:
+        raise UserError(f"class {bad[0] if bad else '(none)'} is out of range: this model has classes 0..{model.num_classes - 1}")
+    return chosen
+
+
+def generate(model: GANModel, n: int, seed: int, labels: list[int] | None = None, batch: int = 256) -> np.ndarray:
     """``n`` images as float32 (n, H, W, C) in [-1, 1]; the same seed gives the same images."""
-    generator, cfg, step, latent_dim = load_generator(run, which)
-    z = tf.random.stateless_normal([n, latent_dim], seed=[seed, 0])
-    out = [generator(z[i : i + batch], training=False).numpy() for i in range(0, n, batch)]
-    return np.concatenate(out), cfg, step
+    rng = tf.random.Generator.from_seed(seed)
+    fixed = None if labels is None else tf.constant(labels, tf.int32)
+    out = []
+    for i in range(0, n, batch):
+        size = min(batch, n - i)
+        latent = model.sample_latent(rng, size, labels=None if fixed is None else fixed[i : i + size])
+        out.append(model.generate(latent, training=False).numpy())
+    return np.concatenate(out)
 
 
-def write_samples(images: np.ndarray, out: Path, fmt: str) -> list[Path]:
+def class_grid(model: GANModel, classes: list[int], per_row: int, seed: int) -> tuple[np.ndarray, int]:
+    """One row per class in ``classes``, ``per_row`` images each."""
+    rows = np.repeat(np.asarray(classes, dtype=np.int32), per_row).tolist()
+    return generate(model, len(rows), seed, rows), len(classes)
+
+
+
+def write_samples(images: np.ndarray, out: Path, fmt: str, rows: int | None = None) -> list[Path]:
     """Write a grid PNG, one PNG per image (``out`` is a folder) or a .npy of uint8 images."""
     out = Path(out)
     if fmt == "grid":
-        return [save_png(make_grid(images), out, scale=display_scale(images.shape[1]))]
+        return [save_png(make_grid(images, rows=rows), out, scale=display_scale(images.shape[1]))]
     if fmt == "npy":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, to_uint8(images), allow_pickle=False)

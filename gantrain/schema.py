@@ -68,6 +68,10 @@ class Context:
             probe = probe[:-1]
         return f"{self.source}: {dotted}"
 
+    def base_dir_for(self, path: tuple) -> Path:
+        """Relative paths in the file are taken from its folder; those given with --set from the cwd."""
+        return Path.cwd() if str(self.lines.get(path, "")).startswith("--set") else self.base_dir
+
     def fail(self, path: tuple, message: str):
         raise UserError(f"{self.where(path)}: {message}")
 
@@ -91,7 +95,7 @@ def _check_value(field: Field, value: Any, path: tuple, ctx: Context) -> Any:
             ctx.fail(path, f"{value!r} is not one of {', '.join(map(str, field.choices))}{hint}")
         if kind == "path":
             p = Path(value).expanduser()
-            return str(p if p.is_absolute() else (ctx.base_dir / p).resolve())
+            return str(p if p.is_absolute() else (ctx.base_dir_for(path) / p).resolve())
         return value
     if kind == "size":
         if isinstance(value, list) and len(value) == 2:

@@ -5,14 +5,14 @@ from gantrain.config import validate
 from gantrain.data import load_dataset, make_pipeline
 from gantrain.losses import get_loss
 from gantrain.optimizers import build_optimizer
-from gantrain.run import build_networks
+from gantrain.run import build_model
 from gantrain.trainer import GANTrainer
 from tests.conftest import tiny_config
 
 
 def _trainer(mnist_dir, d_steps=1):
     cfg = validate(tiny_config(mnist_dir, d_steps=d_steps))
-    nets = build_networks(cfg, (28, 28, 1), 10)
+    nets = build_model(cfg, (28, 28, 1), 10)
     trainer = GANTrainer(nets, build_optimizer(cfg["optimizer"]["generator"]), build_optimizer(cfg["optimizer"]["discriminator"]),
                          get_loss("non_saturating"), 16, seed=1, d_steps=d_steps)
     source = load_dataset(cfg["data"])
@@ -32,7 +32,7 @@ def test_d_update_changes_only_discriminator_weights(mnist_dir):
     G, D = trainer.generator, trainer.discriminator
     g0, d0 = _snapshot(G.trainable_variables), _snapshot(D.trainable_variables)
     real, labels = next(it)
-    trainer._d_update(real, labels, trainer.noise(16))
+    trainer._d_update(real, labels, trainer.model.sample_latent(trainer.rng, 16))
     assert not any(_changed(g0, G.trainable_variables)), "a D step must not touch G's weights"
     assert all(_changed(d0, D.trainable_variables)), "every D weight should move after a D step"
 
@@ -41,7 +41,7 @@ def test_g_update_changes_only_generator_weights(mnist_dir):
     trainer, _ = _trainer(mnist_dir)
     G, D = trainer.generator, trainer.discriminator
     g0, d0 = _snapshot(G.trainable_variables), _snapshot(D.trainable_variables)
-    trainer._g_update(trainer.noise(16))
+    trainer._g_update(trainer.model.sample_latent(trainer.rng, 16))
     assert not any(_changed(d0, D.trainable_variables)), "a G step must not touch D's weights"
     assert all(_changed(g0, G.trainable_variables)), "every G weight should move after a G step"
 

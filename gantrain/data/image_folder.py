@@ -58,6 +58,11 @@ def list_images(root: Path, labels: str) -> tuple[list[Path], list[int], list[st
 def load_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     """Decode, convert, resize the shorter side to fit and centre-crop to ``size`` (height, width)."""
     with Image.open(path) as img:
+        if img.mode.startswith("I"):
+            # 16/32-bit integer images (16-bit PNG, some PGM): Pillow's convert() clips to 255,
+            # so scale 16-bit values down to 8 bits first.
+            arr = np.asarray(img, dtype=np.uint32)
+            img = Image.fromarray((arr // 257 if arr.max() > 255 else arr).astype(np.uint8))
         img = img.convert("L" if channels == 1 else "RGB")
         height, width = size
         scale = max(height / img.height, width / img.width)

@@ -1,23 +1,63 @@
-"""What a model family provides: its config schema, a shape check and a builder.
+"""What a model family provides: its config schema, a shape check and a builder of a GANModel.
 
-A family file subclasses :class:`Family` and registers an instance with
-``MODELS.register(name, schema=...)``. The trainer only ever sees the built :class:`Networks`.
+A family file subclasses :class:`Family` (registered with ``MODELS.register(name, schema=...)``)
+and, when it needs labels, codes or extra loss terms, a :class:`GANModel`. The trainer only ever
+talks to a built GANModel through the hooks below, so the training step stays generic.
+
+The base GANModel is the unconditional GAN: latent ``{"z"}``, D returns ``{"logits"}``, no extra
+loss terms.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
+import tensorflow as tf
 
 from gantrain.schema import Field
 
 
-@dataclass
-class Networks:
-    generator: keras.Model  # z (batch, latent_dim) -> images (batch, H, W, C) in [-1, 1]
-    discriminator: keras.Model  # images -> logits (batch, 1)
-    latent_dim: int
+class GANModel:
+    conditional = False  # True when G takes a class label (sampling accepts --label)
+    needs_labels = False  # True when training needs a labelled dataset
+    uses_labeled_stream = False  # True when the D loss needs a separate stream of labelled batches
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int, num_classes: int = 0):
+        self.generator = generator  # latent inputs -> images (batch, H, W, C) in [-1, 1]
+        self.discriminator = discriminator  # images (and labels) -> logits
+        self.latent_dim = latent_dim
+        self.num_classes = num_classes
+
+    # -- latent ------------------------------------------------------------------------------
+    def sample_latent(self, rng: tf.random.Generator, batch: int, labels=None) -> dict:
+        """Generator inputs for ``batch`` samples. ``labels`` fixes the class (or code) when given."""
+        return {"z": rng.normal([batch, self.latent_dim])}
+
+    def generator_inputs(self, latent: dict):
+        return latent["z"]
+
+    def generate(self, latent: dict, training: bool):
+        return self.generator(self.generator_inputs(latent), training=training)
+
+    # -- discriminator ------------------------------------------------------------------------
+    def discriminate(self, images, labels, training: bool) -> dict:
+        """D's outputs; ``logits`` is the real/fake logit every adversarial loss uses."""
+        return {"logits": self.discriminator(images, training=training)}
+
+    # -- extra loss terms (name -> scalar), added to the adversarial losses -------------------
+    def d_extra_losses(self, real_out: dict, fake_out: dict, real_labels, latent: dict, labeled=None) -> dict:
+        return {}
+
+    def g_extra_losses(self, fake_out: dict, latent: dict) -> dict:
+        return {}
+
+    # -- sampling grids -----------------------------------------------------------------------
+    def grid_latent(self, n: int, seed: int) -> tuple[dict, int | None]:
+        """Latent inputs for a fixed sample grid, and its row count (None: square-ish).
+
+        Conditional models override this to put one class per row.
+        """
+        rng = tf.random.Generator.from_seed(seed)
+        return self.sample_latent(rng, n), None
 
 
 class Family:
@@ -27,8 +67,8 @@ class Family:
         """Return why this family cannot make ``image_shape`` images, or None if it can."""
         return None
 
-    def build(self, params: dict, image_shape: tuple, num_classes: int) -> Networks:
-        raise NotImplementedError  # every registered family overrides this; base is abstract
+    def build(self, params: dict, image_shape: tuple, num_classes: int) -> GANModel:
+        raise NotImplementedError  # abstract: every registered family overrides it
 
 
 LATENT_DIM = Field(100, "size of the noise vector z ~ N(0, 1)", "int", min=1, max=4096)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from gantrain.models.base import LATENT_DIM, LEAKY_SLOPE, Family, Networks
+from gantrain.models.base import LATENT_DIM, LEAKY_SLOPE, Family, GANModel
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -39,7 +39,7 @@ class DCGan(Family):
             return f"image size {h} is not divisible by 2**(len(g_widths)-1) = {factor}; change data.image_size or model.g_widths"
         return None
 
-    def build(self, params: dict, image_shape: tuple, num_classes: int) -> Networks:
+    def build(self, params: dict, image_shape: tuple, num_classes: int) -> GANModel:
         h, _, channels = image_shape
         widths, k, slope = params["g_widths"], params["kernel_size"], params["leaky_slope"]
         base = h // 2 ** (len(widths) - 1)
@@ -65,7 +65,7 @@ class DCGan(Family):
         x = layers.Flatten()(x)
         logits = layers.Dense(1)(x)
         discriminator = keras.Model(inp, logits, name="discriminator")
-        return Networks(generator, discriminator, params["latent_dim"])
+        return GANModel(generator, discriminator, params["latent_dim"], num_classes)
 
 
 MODELS.register("dcgan", description="DCGAN, TensorFlow-tutorial architecture (28x28, 32x32, 64x64, ...)", schema=SCHEMA)(DCGan())

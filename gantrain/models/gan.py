@@ -7,12 +7,11 @@ lives inside the loss instead, which keeps the parameter count and is numericall
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import layers
 
-from gantrain.models.base import LATENT_DIM, LEAKY_SLOPE, Family, Networks
+from gantrain.models.base import LATENT_DIM, LEAKY_SLOPE, Family, GANModel
+from gantrain.models.blocks import mlp_discriminator, mlp_generator
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -26,26 +25,15 @@ SCHEMA = {
 
 
 class MLPGan(Family):
-    def build(self, params: dict, image_shape: tuple, num_classes: int) -> Networks:
-        slope = params["leaky_slope"]
+    def build(self, params: dict, image_shape: tuple, num_classes: int) -> GANModel:
         z = keras.Input((params["latent_dim"],), name="z")
-        x = z
-        for width in params["g_widths"]:
-            x = layers.Dense(width)(x)
-            x = layers.LeakyReLU(slope)(x)
-            x = layers.BatchNormalization(momentum=params["bn_momentum"])(x)
-        x = layers.Dense(math.prod(image_shape), activation="tanh")(x)
-        images = layers.Reshape(image_shape)(x)
+        images = mlp_generator(z, image_shape, params["g_widths"], params["bn_momentum"], params["leaky_slope"])
         generator = keras.Model(z, images, name="generator")
 
         inp = keras.Input(image_shape, name="images")
-        x = layers.Flatten()(inp)
-        for width in params["d_widths"]:
-            x = layers.Dense(width)(x)
-            x = layers.LeakyReLU(slope)(x)
-        logits = layers.Dense(1)(x)
-        discriminator = keras.Model(inp, logits, name="discriminator")
-        return Networks(generator, discriminator, params["latent_dim"])
+        features = mlp_discriminator(layers.Flatten()(inp), params["d_widths"], params["leaky_slope"])
+        discriminator = keras.Model(inp, layers.Dense(1)(features), name="discriminator")
+        return GANModel(generator, discriminator, params["latent_dim"], num_classes)
 
 
 MODELS.register("gan", description="MLP GAN (Goodfellow et al.; Keras-GAN gan.py)", schema=SCHEMA)(MLPGan())

@@ -1,0 +1,75 @@
+"""Network pieces shared by several families, so each family file only says how it differs.
+
+- ``mlp_generator`` / ``mlp_discriminator``: the MLP GAN's stacks (MODELS.md 4.1).
+- ``upsampling_generator`` / ``conv_trunk``: the ACGAN convolutional G and D body (MODELS.md 4.7),
+  which CDCGAN, ACGAN, SGAN and InfoGAN share. The generator makes H x W from an (H/4, W/4)
+  base with two UpSampling2D steps, so the image sides must be multiples of 4.
+"""
+
+from __future__ import annotations
+
+import math
+
+from keras import layers
+
+from gantrain.schema import Field
+
+CONV_SCHEMA = {
+    "g_base_channels": Field(32, "channels of the generator's first (H/4 x W/4) feature map", "int", min=1),
+    "g_widths": Field([64, 128, 64], "generator conv widths: before the first upsampling, after it, after the second", "int_list", min=1),
+    "d_widths": Field([32, 64, 128], "discriminator stride-2 conv widths, then global average pooling", "int_list", min=1),
+    "bn_momentum": Field(0.8, "BatchNormalization momentum (0.8 as in the Keras-GAN/ACGAN reference)", "float", min=0, max=1),
+    "leaky_slope": Field(0.2, "LeakyReLU negative slope in D", "float", min=0, max=1),
+}
+
+
+def check_conv_shape(params: dict, image_shape: tuple) -> str | None:
+    h, w, _ = image_shape
+    if h % 4 or w % 4:
+        return f"the convolutional generator upsamples H/4 x W/4 twice, so both sides must be multiples of 4 (got {h}x{w})"
+    if len(params["g_widths"]) != 3:
+        return "model.g_widths needs exactly 3 entries (before, between and after the two upsamplings)"
+    return None
+
+
+def mlp_generator(x, image_shape: tuple, widths, bn_momentum: float, slope: float):
+    for width in widths:
+        x = layers.Dense(width)(x)
+        x = layers.LeakyReLU(slope)(x)
+        x = layers.BatchNormalization(momentum=bn_momentum)(x)
+    x = layers.Dense(math.prod(image_shape), activation="tanh")(x)
+    return layers.Reshape(image_shape)(x)
+
+
+def mlp_discriminator(x, widths, slope: float):
+    """Flattened image features -> hidden LeakyReLU layers (the caller adds the output head)."""
+    for width in widths:
+        x = layers.Dense(width)(x)
+        x = layers.LeakyReLU(slope)(x)
+    return x
+
+
+def upsampling_generator(x, image_shape: tuple, params: dict):
+    """Latent vector -> Dense(H/4*W/4*base, ReLU) -> conv/BN/ReLU with two 2x upsamplings -> tanh image."""
+    h, w, channels = image_shape
+    base = params["g_base_channels"]
+    first, second, third = params["g_widths"]
+    m = params["bn_momentum"]
+    x = layers.Dense((h // 4) * (w // 4) * base, activation="relu")(x)
+    x = layers.Reshape((h // 4, w // 4, base))(x)
+    for width, upsample in ((first, True), (second, True), (third, False)):
+        x = layers.Conv2D(width, 3, padding="same")(x)
+        x = layers.BatchNormalization(momentum=m)(x)
+        x = layers.Activation("relu")(x)
+        if upsample:
+            x = layers.UpSampling2D()(x)
+    return layers.Conv2D(channels, 3, padding="same", activation="tanh")(x)
+
+
+def conv_trunk(x, params: dict):
+    """Image -> stride-2 conv/BN/LeakyReLU per d_widths -> global average pooled features."""
+    for width in params["d_widths"]:
+        x = layers.Conv2D(width, 3, strides=2, padding="same")(x)
+        x = layers.BatchNormalization(momentum=params["bn_momentum"])(x)
+        x = layers.LeakyReLU(params["leaky_slope"])(x)
+    return layers.GlobalAveragePooling2D()(x)
