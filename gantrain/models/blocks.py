@@ -20,6 +20,7 @@ CONV_SCHEMA = {
     "d_widths": Field([32, 64, 128], "discriminator stride-2 conv widths, then global average pooling", "int_list", min=1),
     "bn_momentum": Field(0.8, "BatchNormalization momentum (0.8 as in the Keras-GAN/ACGAN reference)", "float", min=0, max=1),
     "leaky_slope": Field(0.2, "LeakyReLU negative slope in D", "float", min=0, max=1),
+    "d_norm": Field("batch", "normalisation in D's conv trunk: batch (the reference), layer (per-sample, so D's outputs on real images do not depend on fake batches' statistics) or none", "str", choices=("batch", "layer", "none")),
 }
 
 
@@ -70,6 +71,9 @@ def conv_trunk(x, params: dict):
     """Image -> stride-2 conv/BN/LeakyReLU per d_widths -> global average pooled features."""
     for width in params["d_widths"]:
         x = layers.Conv2D(width, 3, strides=2, padding="same")(x)
-        x = layers.BatchNormalization(momentum=params["bn_momentum"])(x)
+        if params["d_norm"] == "batch":
+            x = layers.BatchNormalization(momentum=params["bn_momentum"])(x)
+        elif params["d_norm"] == "layer":
+            x = layers.LayerNormalization()(x)
         x = layers.LeakyReLU(params["leaky_slope"])(x)
     return layers.GlobalAveragePooling2D()(x)

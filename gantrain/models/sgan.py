@@ -27,6 +27,9 @@ from gantrain.schema import Field
 SCHEMA = {
     "latent_dim": LATENT_DIM,
     **CONV_SCHEMA,
+    # Batch statistics in D would mix real and fake batches into the moving averages that the
+    # classifier uses at test time; per-sample layer normalisation avoids that.
+    "d_norm": Field("layer", "normalisation in D's conv trunk: layer (default here), batch or none", "str", choices=("batch", "layer", "none")),
     "dropout": Field(0.3, "dropout on D's pooled features (regularises the classifier on few labels)", "float", min=0, max=0.95),
     "supervised_weight": Field(1.0, "weight of the supervised cross-entropy on labelled batches", "float", min=0),
 }

@@ -1,0 +1,204 @@
+"""Conditional and auxiliary families: parameter counts, conditioning, heads, label subsets, sampling."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from typer.testing import CliRunner
+
+import gantrain
+from gantrain.cli import app
+from gantrain.config import validate
+from gantrain.data import load_dataset, make_pipeline
+from gantrain.data.labels import keep_labels_per_class
+from gantrain.errors import UserError
+from gantrain.losses import class_cross_entropy, get_loss
+from gantrain.optimizers import build_optimizer
+from gantrain.run import build_model
+from gantrain.trainer import GANTrainer
+
+runner = CliRunner()
+TINY_CONV = {"g_base_channels": 4, "g_widths": [8, 8, 4], "d_widths": [4, 8]}
+
+
+def _count(model):
+    return int(sum(np.prod(v.shape) for v in model.weights))
+
+
+def _model(family, num_classes=10, **params):
+    cfg = validate({"model": {"family": family, **params}, "data": {"loader": "mnist", "batch_size": 8}})
+    return build_model(cfg, (28, 28, 1), num_classes), cfg
+
+
+def test_acgan_parameter_counts_match_reference():
+    model, _ = _model("acgan")
+    assert _count(model.generator) == 327_113
+    assert _count(model.discriminator) == 94_987
+    assert _count(model.generator) + _count(model.discriminator) == 422_100
+
+
+@pytest.mark.parametrize("family", ["cgan", "cdcgan", "acgan", "infogan"])
+def test_labels_really_condition_the_generator(family):
+    model, _ = _model(family)
+    rng = tf.random.Generator.from_seed(1)
+    latent = model.sample_latent(rng, 1, labels=[0])
+    images = []
+    for label in (0, 1, 7):
+        fixed = dict(latent, labels=tf.constant([label]))
+        images.append(model.generate(fixed, training=False).numpy())
+    assert not np.allclose(images[0], images[1]) and not np.allclose(images[1], images[2])
+    again = model.generate(dict(latent, labels=tf.constant([0])), training=False).numpy()
+    assert np.array_equal(images[0], again)  # same z and label: same image
+
+
+def test_acgan_class_head_learns_on_real_mnist(mnist_dir):
+    model, cfg = _model("acgan")
+    source = load_dataset({"loader": "mnist", "root": str(mnist_dir), "split": "train"})
+    trainer = GANTrainer(model, build_optimizer(cfg["optimizer"]["generator"]), build_optimizer(cfg["optimizer"]["discriminator"]),
+                         get_loss("non_saturating"), 64, seed=0)
+    probe = source.images[:512].astype(np.float32) / 127.5 - 1.0
+    probe_labels = source.labels[:512]
+
+    def class_loss():
+        # training=True: batch statistics of real images, the mode in which D's class loss is trained.
+        return float(class_cross_entropy(probe_labels, model.discriminate(probe, None, training=True)["class_logits"]))
+
+    before = class_loss()
+    it = iter(make_pipeline(source, 64, seed=0))
+    for _ in range(40):
+        trainer.train_step(it)
+    after = class_loss()
+    assert before > 2.0  # about log(10) untrained
+    assert after < 0.8 * before, (before, after)
+
+
+def test_sgan_keeps_exactly_labeled_per_class(mnist_dir):
+    source = load_dataset({"loader": "mnist", "root": str(mnist_dir), "split": "train"})
+    subset = keep_labels_per_class(source, 10, seed=0)
+    counts = np.bincount(subset.labels[subset.labels >= 0], minlength=10)
+    assert counts.tolist() == [10] * 10
+    assert (subset.labels == -1).sum() == len(source) - 100
+    kept = subset.labels >= 0
+    assert np.array_equal(subset.labels[kept], source.labels[kept])  # the kept labels are the true ones
+    assert np.array_equal(keep_labels_per_class(source, 10, seed=0).labels, subset.labels)  # seeded
+    with pytest.raises(UserError, match="fewer than"):
+        keep_labels_per_class(source, 7000, seed=0)
+
+
+def test_sgan_real_fake_logit_is_logsumexp_of_class_logits():
+    model, _ = _model("sgan", **TINY_CONV)
+    images = tf.random.uniform([4, 28, 28, 1], -1, 1)
+    out = model.discriminate(images, None, training=False)
+    assert out["class_logits"].shape == (4, 10)
+    expected = np.log(np.exp(out["class_logits"].numpy()).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(out["logits"].numpy(), expected, rtol=1e-5)
+
+
+def test_infogan_q_head_shapes_and_loss():
+    model, _ = _model("infogan", continuous_codes=3, info_weight=2.0, continuous_weight=0.5, **TINY_CONV)
+    latent = model.sample_latent(tf.random.Generator.from_seed(0), 5)
+    assert latent["z"].shape == (5, 62) and latent["codes"].shape == (5, 3) and latent["labels"].shape == (5,)
+    assert float(tf.reduce_min(latent["codes"])) >= -1 and float(tf.reduce_max(latent["codes"])) <= 1
+    out = model.discriminate(model.generate(latent, training=False), None, training=False)
+    assert out["logits"].shape == (5, 1) and out["cat_logits"].shape == (5, 10) and out["code_means"].shape == (5, 3)
+    logits, means = out["cat_logits"].numpy(), out["code_means"].numpy()
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    ce = -log_softmax[np.arange(5), latent["labels"].numpy()].mean()
+    mse = ((latent["codes"].numpy() - means) ** 2).sum(axis=1).mean()
+    expected = 2.0 * (ce + 0.5 * mse)
+    assert float(model.info_loss(out, latent)) == pytest.approx(expected, rel=1e-5)
+    assert model.g_extra_losses(out, latent).keys() == {"info_loss"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, mnist_dir):
+    tmp = tmp_path_factory.mktemp("cond")
+    base = {"data": {"loader": "mnist", "root": str(mnist_dir), "batch_size": 8},
+            "train": {"steps": 2}, "log": {"every": 1, "checkpoint_every": 1, "num_samples": 20}}
+    out = {}
+    for family, extra in (("acgan", TINY_CONV), ("infogan", TINY_CONV), ("dcgan", {"g_widths": [8, 4], "d_widths": [4]}),
+                          ("sgan", TINY_CONV)):
+        cfg = {**base, "name": family, "model": {"family": family, **extra}}
+        if family == "sgan":
+            cfg["data"] = {**base["data"], "labeled_per_class": 5}
+        out[family] = gantrain.fit(cfg, run_dir=tmp / family, progress=False)
+    return out
+
+
+
+def _invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_sample_label_and_per_class_grids(runs, tmp_path):
+    code, out = _invoke("sample", runs["acgan"], "--label", 3, "--n", 16, "--out", tmp_path / "three.png")
+    assert code == 0, out
+    # 16 images -> 4x4 grid of 28 px cells with 2 px padding, upscaled x2 for display.
+    assert Image.open(tmp_path / "three.png").size == (2 * (4 * 30 + 2), 2 * (4 * 30 + 2))
+    code, out = _invoke("sample", runs["acgan"], "--per-class", 8, "--out", tmp_path / "classes.png")
+    assert code == 0, out
+    assert Image.open(tmp_path / "classes.png").size == (2 * (8 * 30 + 2), 2 * (10 * 30 + 2))  # 10 rows x 8
+    assert "rows, top to bottom: 0=0, 1=1" in out
+    code, out = _invoke("sample", runs["acgan"], "--labels", "0,1,2", "--n", 5, "--out", tmp_path / "three_rows.npy")
+    assert code == 0, out
+    assert np.load(tmp_path / "three_rows.npy").shape == (15, 28, 28, 1)
+
+
+def test_labelled_samples_are_the_requested_class_inputs(runs):
+    a = gantrain.sample(runs["acgan"], n=4, seed=5, labels=3)
+    b = gantrain.sample(runs["acgan"], n=4, seed=5, labels=[3, 3, 3, 3])
+    c = gantrain.sample(runs["acgan"], n=4, seed=5, labels=4)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--label", "3"], "unconditional"),
+    (["--per-class", "2"], "unconditional"),
+    (["--traverse", "c1"], "no latent codes"),
+])
+def test_unconditional_family_rejects_labels(runs, tmp_path, args, needle):
+    code, out = _invoke("sample", runs["dcgan"], *args, "--out", tmp_path / "x.png")
+    assert code == 2 and needle in out and "Traceback" not in out
+
+
+def test_label_out_of_range_is_refused(runs, tmp_path):
+    code, out = _invoke("sample", runs["acgan"], "--label", 10, "--out", tmp_path / "x.png")
+    assert code == 2 and "classes 0..9" in out
+
+
+def test_infogan_traversal_grid(runs, tmp_path):
+    code, out = _invoke("sample", runs["infogan"], "--traverse", "c1", "--steps", 6, "--out", tmp_path / "t.png")
+    assert code == 0, out
+    assert Image.open(tmp_path / "t.png").size == (2 * (6 * 30 + 2), 2 * (10 * 30 + 2))  # 10 categorical rows x 6 steps
+    code, out = _invoke("sample", runs["infogan"], "--traverse", "c9", "--out", tmp_path / "t.png")
+    assert code == 2 and "c1, c2" in out
+
+
+def test_class_grids_during_training_have_one_row_per_class(runs):
+    grid = Image.open(sorted((runs["acgan"] / "samples").glob("*.png"))[-1])
+    assert grid.size == (2 * (2 * 30 + 2), 2 * (10 * 30 + 2))  # num_samples 20 -> 10 classes x 2
+
+
+def test_sgan_logs_test_accuracy_and_classify_reports_it(runs):
+    rows = [json.loads(line) for line in (runs["sgan"] / "metrics.jsonl").read_text().splitlines()]
+    accs = [r["test_accuracy"] for r in rows if "test_accuracy" in r]
+    assert len(accs) == 2 and all(0.0 <= a <= 1.0 for a in accs)
+    code, out = _invoke("classify", runs["sgan"])
+    assert code == 0, out
+    assert f"accuracy {accs[-1]:.4f} on 10000 images" in out
+    code, out = _invoke("classify", runs["acgan"])
+    assert code == 2 and "no classifier head" in out
+
+
+def test_conditional_family_needs_labels(tmp_path):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((28, 28), i * 40, np.uint8)).save(folder / f"{i}.png")
+    cfg = {"model": {"family": "acgan", **TINY_CONV}, "data": {"loader": "image_folder", "root": str(folder), "image_size": 28, "channels": 1, "batch_size": 2},
+           "train": {"steps": 1}}
+    with pytest.raises(UserError, match="needs class labels"):
+        gantrain.fit(cfg, run_dir=tmp_path / "r", progress=False)
