@@ -37,10 +37,25 @@ SCHEMA: dict = {
             "labeled_per_class": Field(None, "semi-supervised: keep labels on only this many images per class (the rest unlabeled)", "int", min=1, nullable=True),
         },
     ),
-    "loss": Select("name", LOSSES, "non_saturating", "adversarial loss pair"),
+    "loss": Select(
+        "name",
+        LOSSES,
+        "non_saturating",
+        "adversarial loss pair (gantrain list)",
+        common={
+            "penalty": Field("none", "none | gradient_penalty (WGAN-GP, on real/fake interpolates) | r1 (on real images)", "str", choices=("none", "gradient_penalty", "r1")),
+            "penalty_weight": Field(10.0, "weight of the penalty (lambda for WGAN-GP, gamma for R1)", "float", min=0),
+            "real_target": Field(1.0, "D's target for real images; 0.9 = one-sided label smoothing (Salimans et al.)", "float", min=0, max=1),
+            "fake_target": Field(0.0, "D's target for fakes; 0.1 with real_target 0.9 = two-sided smoothing", "float", min=0, max=1),
+            "target_noise": Field(0.0, "noisy labels, redrawn each batch: real ~ U(real_target - n, real_target), fake ~ U(fake_target, fake_target + n); 0.2 as the anime DCGAN", "float", min=0, max=0.5),
+            "g_target": Field(1.0, "the target G's loss pushes its fakes towards (BCE / least squares)", "float", min=0, max=1),
+            "feature_matching": Field("none", "none | add | replace: G matches the mean D features of real and fake images, added to or instead of its adversarial loss", "str", choices=("none", "add", "replace")),
+            "feature_matching_weight": Field(1.0, "weight of the feature-matching term", "float", min=0),
+        },
+    ),
     "optimizer": {
-        "generator": Select("name", OPTIMIZERS, "adam", "generator optimizer"),
-        "discriminator": Select("name", OPTIMIZERS, "adam", "discriminator optimizer"),
+        "generator": Select("name", OPTIMIZERS, "adam", "generator optimizer", common={"clip_value": Field(None, "weight clipping; only meaningful for the discriminator", "float", min=0, min_exclusive=True, nullable=True)}),
+        "discriminator": Select("name", OPTIMIZERS, "adam", "discriminator optimizer", common={"clip_value": Field(None, "WGAN weight clipping: every D weight kept in [-c, c] after each update (0.01 in the paper)", "float", min=0, min_exclusive=True, nullable=True)}),
     },
     "train": {
         "steps": Field(10000, "training length in generator updates", "int", min=1),
@@ -48,6 +63,12 @@ SCHEMA: dict = {
         "d_steps": Field(1, "discriminator updates per generator update (n_critic)", "int", min=1, max=100),
         "jit_compile": Field(False, "compile the training step with XLA", "bool"),
         "deterministic": Field(False, "enable TensorFlow op determinism (bit-identical reruns on CPU; slower)", "bool"),
+        "ema_decay": Field(None, "keep an exponential moving average of G's weights (e.g. 0.999); sampling and grids then use it", "float", min=0, max=1, min_exclusive=True, nullable=True),
+        "historical_averaging": {
+            "generator": Field(0.0, "weight of ||theta - mean of past theta||^2 for G (0 = off)", "float", min=0),
+            "discriminator": Field(0.0, "the same for D", "float", min=0),
+        },
+        "diffaugment": Field(None, "DiffAugment policies applied to real and fake images before D, e.g. [translation, cutout, color] (small datasets)", "str_list", choices=("color", "translation", "cutout"), nullable=True),
     },
     "log": {
         "every": Field(100, "steps between scalar logs (metrics.jsonl, TensorBoard, progress bar)", "int", min=1),
@@ -174,7 +195,32 @@ def validate(raw: dict, ctx: Context | None = None) -> dict:
     for key in ("generator", "discriminator"):
         opt = cfg["optimizer"][key]
         OPTIMIZERS.get(opt["name"]).check(opt, ("optimizer", key), ctx)
+    check_combinations(cfg, ctx)
     return cfg
+
+
+def check_combinations(cfg: dict, ctx: Context) -> None:
+    """Refuse switches that do not make sense together, saying why."""
+    loss = LOSSES.get(cfg["loss"]["name"])
+    name = cfg["loss"]["name"]
+    clip = cfg["optimizer"]["discriminator"]["clip_value"]
+    if cfg["optimizer"]["generator"]["clip_value"] is not None:
+        ctx.fail(("optimizer", "generator", "clip_value"), "weight clipping constrains the critic (discriminator), not the generator")
+    if clip is not None and loss.bounded_output:
+        ctx.fail(("optimizer", "discriminator", "clip_value"),
+                 f"weight clipping makes the critic Lipschitz for the wasserstein loss; with loss {name!r} D's output is read through a sigmoid, "
+                 "so clipping only cripples it (use loss.name: wasserstein)")
+    if name == "wasserstein" and clip is None and cfg["loss"]["penalty"] == "none":
+        ctx.fail(("loss", "name"), "the wasserstein loss needs a Lipschitz constraint on the critic: set optimizer.discriminator.clip_value "
+                 "(WGAN, 0.01) or loss.penalty: gradient_penalty (WGAN-GP)")
+    if cfg["loss"]["penalty"] == "gradient_penalty" and cfg["model"].get("d_norm") == "batch":
+        ctx.fail(("loss", "penalty"), "the gradient penalty is per sample, but batch normalisation in D couples the samples of a batch "
+                 "(Gulrajani et al.); set model.d_norm to layer, instance, spectral or none")
+    smoothing = (cfg["loss"]["real_target"], cfg["loss"]["fake_target"], cfg["loss"]["target_noise"], cfg["loss"]["g_target"]) != (1.0, 0.0, 0.0, 1.0)
+    if smoothing and not loss.uses_targets:
+        ctx.fail(("loss", "real_target"), f"label smoothing and noisy labels set targets for BCE or least-squares losses; loss {name!r} has no targets")
+    if cfg["loss"]["real_target"] <= cfg["loss"]["fake_target"]:
+        ctx.fail(("loss", "real_target"), "must be above loss.fake_target")
 
 
 def locked_differences(old: dict, new: dict) -> list[str]:

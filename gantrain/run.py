@@ -30,7 +30,7 @@ from gantrain.losses import get_loss
 from gantrain.models.base import GANModel
 from gantrain.optimizers import build_optimizer
 from gantrain.registry import MODELS
-from gantrain.trainer import GANTrainer
+from gantrain.trainer import GANTrainer, TrainOptions
 
 GRID_SEED = 7919  # second half of the fixed sample-noise seed, apart from the training noise
 
@@ -121,8 +121,7 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
         get_loss(cfg["loss"]["name"]),
         batch_size,
         cfg["seed"],
-        d_steps,
-        cfg["train"]["jit_compile"],
+        options=TrainOptions.from_config(cfg),
     )
     step = tf.Variable(0, dtype=tf.int64, name="step")
     ckpt = make_training_checkpoint(trainer, step)
@@ -161,6 +160,7 @@ def make_training_checkpoint(trainer: GANTrainer, step: tf.Variable) -> tf.train
         discriminator=trainer.discriminator.variables,
         g_optimizer=trainer.g_optimizer.variables,
         d_optimizer=trainer.d_optimizer.variables,
+        **trainer.extra_state(),
     )
 
 
@@ -278,7 +278,7 @@ def _log_scalars(metrics_file, step: int, row: dict) -> None:
 
 
 def _save_grid(trainer: GANTrainer, latent: dict, rows, run_dir: Path, step: int) -> None:
-    images = trainer.model.generate(latent, training=False).numpy()
+    images = trainer.model.generate(latent, training=False, generator=trainer.sampling_generator).numpy()
     grid = make_grid(images, rows=rows)
     save_png(grid, run_dir / "samples" / f"step_{step:06d}.png", scale=display_scale(images.shape[1]))
     tf.summary.image("samples", grid[None], step=step)

@@ -34,8 +34,11 @@ def load_model(run: str | Path, which: str | int = "latest") -> tuple[GANModel, 
     model = build_model(cfg, tuple(meta["image_shape"]), meta["num_classes"])
     model.class_names = meta.get("class_names", [])
     step = tf.Variable(0, dtype=tf.int64)
-    ckpt = ckpt_lib.make_checkpoint(step, generator=model.generator.variables)
+    # With train.ema_decay the averaged weights are what the run is judged by: load those into G.
+    group = "ema_generator" if cfg["train"]["ema_decay"] else "generator"
+    ckpt = ckpt_lib.make_checkpoint(step, **{group: model.generator.variables})
     ckpt_lib.restore(ckpt, prefix, what="generator")
+    model.weights_source = group
     return model, cfg, int(step.numpy())
 
 

@@ -17,7 +17,7 @@ from gantrain.errors import UserError
 
 # Kinds a Field can hold. "path" is a string resolved relative to the config file's folder;
 # "size" is an int or an [height, width] pair; "int_list" a non-empty list of positive ints.
-KINDS = ("int", "float", "bool", "str", "path", "size", "int_list")
+KINDS = ("int", "float", "bool", "str", "path", "size", "int_list", "str_list")
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,15 @@ def _check_value(field: Field, value: Any, path: tuple, ctx: Context) -> Any:
         else:
             ctx.fail(path, f"expected a size (an integer or [height, width]), got {value!r}")
         return pair
+    if kind == "str_list":
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) and v.strip() for v in items):
+            ctx.fail(path, f"expected a list of names, got {value!r}")
+        items = [v.strip() for v in items]
+        bad = [v for v in items if field.choices and v not in field.choices]
+        if bad:
+            ctx.fail(path, f"{bad[0]!r} is not one of {', '.join(field.choices)}")
+        return items
     if kind == "int_list":
         if not isinstance(value, list) or not value:
             ctx.fail(path, f"expected a non-empty list of integers, got {value!r}")

@@ -1,19 +1,66 @@
 """The generic GAN training step: explicit tapes, explicit variable lists, one optimizer per network.
 
-The trainer sees only built objects (a GANModel, optimizers, a loss pair, iterators). The model
-decides what the latent inputs are and which extra loss terms exist (class heads, Q heads); the
-adversarial loss pair is applied to ``out["logits"]`` whatever the family. All state lives in
-TensorFlow variables (weights, optimizer slots, the noise RNG), never in Python, so the compiled
-step is replayable, checkpointable and ready to be wrapped in a tf.distribute strategy.
+The trainer sees only built objects (a GANModel, optimizers, a loss pair, iterators, options).
+The model decides what the latent inputs are and which extra loss terms exist (class heads, Q
+heads); the adversarial pair always applies to ``out["logits"]``; penalties, label smoothing,
+feature matching, weight clipping, historical averaging, EMA and DiffAugment are switches in
+:class:`TrainOptions` that work with any family. All state lives in TensorFlow variables
+(weights, optimizer slots, the noise RNG, averages), never in Python, so the compiled step is
+replayable, checkpointable and ready to be wrapped in a tf.distribute strategy.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
+from gantrain import losses
+from gantrain.augment import diff_augment
+from gantrain.averaging import EMAGenerator, HistoricalAverage
 from gantrain.losses import LossPair
 from gantrain.models.base import GANModel
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    d_steps: int = 1
+    jit_compile: bool = False
+    penalty: str = "none"  # none | gradient_penalty | r1
+    penalty_weight: float = 10.0
+    real_target: float = 1.0  # label smoothing: one-sided = 0.9
+    fake_target: float = 0.0
+    target_noise: float = 0.0  # noisy labels: real ~ U(real - noise, real), fake ~ U(fake, fake + noise)
+    g_target: float = 1.0  # the target G's loss pushes fakes towards
+    feature_matching: str = "none"  # none | add | replace
+    feature_matching_weight: float = 1.0
+    d_clip_value: float | None = None  # WGAN weight clipping of every D weight to [-c, c]
+    ema_decay: float | None = None
+    hist_avg_generator: float = 0.0
+    hist_avg_discriminator: float = 0.0
+    diffaugment: tuple = ()
+
+    @classmethod
+    def from_config(cls, config: dict) -> "TrainOptions":
+        loss, train = config["loss"], config["train"]
+        return cls(
+            d_steps=train["d_steps"],
+            jit_compile=train["jit_compile"],
+            penalty=loss["penalty"],
+            penalty_weight=loss["penalty_weight"],
+            real_target=loss["real_target"],
+            fake_target=loss["fake_target"],
+            target_noise=loss["target_noise"],
+            g_target=loss["g_target"],
+            feature_matching=loss["feature_matching"],
+            feature_matching_weight=loss["feature_matching_weight"],
+            d_clip_value=config["optimizer"]["discriminator"]["clip_value"],
+            ema_decay=train["ema_decay"],
+            hist_avg_generator=train["historical_averaging"]["generator"],
+            hist_avg_discriminator=train["historical_averaging"]["discriminator"],
+            diffaugment=tuple(train["diffaugment"] or ()),
+        )
 
 
 class GANTrainer:
@@ -27,13 +74,15 @@ class GANTrainer:
         seed: int,
         d_steps: int = 1,
         jit_compile: bool = False,
+        options: TrainOptions | None = None,
     ):
         self.model = model
         self.generator = model.generator
         self.discriminator = model.discriminator
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.loss = loss
-        self.batch_size, self.d_steps = batch_size, d_steps
+        self.options = options or TrainOptions(d_steps=d_steps, jit_compile=jit_compile)
+        self.batch_size, self.d_steps = batch_size, self.options.d_steps
         # Noise comes from a counter-based generator whose state is a variable: checkpointed with
         # the weights, so a resumed run draws exactly the noise the uninterrupted one would have.
         self.rng = tf.random.Generator.from_seed(seed)
@@ -41,41 +90,115 @@ class GANTrainer:
         # a checkpoint is restored into them.
         g_optimizer.build(self.generator.trainable_variables)
         d_optimizer.build(self.discriminator.trainable_variables)
-        self._d_update = tf.function(self._d_update_eager, jit_compile=jit_compile)
-        self._g_update = tf.function(self._g_update_eager, jit_compile=jit_compile)
+        opts = self.options
+        self.ema = EMAGenerator(self.generator, opts.ema_decay) if opts.ema_decay else None
+        self.g_history = HistoricalAverage(self.generator.trainable_variables, "g") if opts.hist_avg_generator else None
+        self.d_history = HistoricalAverage(self.discriminator.trainable_variables, "d") if opts.hist_avg_discriminator else None
+        if opts.feature_matching != "none":
+            model.enable_features()
+        self._d_update = tf.function(self._d_update_eager, jit_compile=opts.jit_compile)
+        self._g_update = tf.function(self._g_update_eager, jit_compile=opts.jit_compile)
         self.train_step = tf.function(self._train_step_eager)
 
-    def _d_update_eager(self, real_images, labels, latent, labeled=None):
-        D, model = self.discriminator, self.model
+    @property
+    def sampling_generator(self) -> keras.Model:
+        """The generator sample grids use: the EMA copy when enabled."""
+        return self.ema.model if self.ema else self.generator
+
+    def extra_state(self) -> dict:
+        """Variables beyond networks and optimizers that a checkpoint must carry."""
+        state = {}
+        if self.ema:
+            state["ema_generator"] = self.ema.variables
+        if self.g_history:
+            state["g_history"] = self.g_history.variables
+        if self.d_history:
+            state["d_history"] = self.d_history.variables
+        return state
+
+    # -- pieces -----------------------------------------------------------------------------------
+    def _augment(self, images, seed):
+        return diff_augment(images, self.options.diffaugment, seed) if self.options.diffaugment else images
+
+    def _targets(self, batch):
+        o = self.options
+        if not o.target_noise:
+            return o.real_target, o.fake_target
+        return (o.real_target - self.rng.uniform([batch], 0.0, o.target_noise), o.fake_target + self.rng.uniform([batch], 0.0, o.target_noise))
+
+    def _penalty(self, real_images, fake_images, labels, fake_labels):
+        o = self.options
+        if o.penalty == "gradient_penalty":
+            alpha = self.rng.uniform([tf.shape(real_images)[0]])
+            critic = lambda x: self.model.discriminate(x, labels, training=True)["logits"]  # noqa: E731
+            return o.penalty_weight * losses.gradient_penalty(critic, real_images, fake_images, alpha)
+        if o.penalty == "r1":
+            critic = lambda x: self.model.discriminate(x, labels, training=True)["logits"]  # noqa: E731
+            return o.penalty_weight * losses.r1_penalty(critic, real_images)
+        return None
+
+    # -- updates ----------------------------------------------------------------------------------
+    def _d_update_eager(self, real_images, labels, latent, seed, labeled=None):
+        D, model, o = self.discriminator, self.model, self.options
+        real_target, fake_target = self._targets(tf.shape(real_images)[0])
+        seeds = tf.random.experimental.stateless_split(seed, 2)
         with tf.GradientTape() as tape:
             fake_images = model.generate(latent, training=True)
-            real_out = model.discriminate(real_images, labels, training=True)
-            fake_out = model.discriminate(fake_images, latent.get("labels"), training=True)
-            adversarial = self.loss.d_loss(real_out["logits"], fake_out["logits"])
-            extra = model.d_extra_losses(real_out, fake_out, labels, latent, labeled)
+            real_in, fake_in = self._augment(real_images, seeds[0]), self._augment(fake_images, seeds[1])
+            real_out = model.discriminate(real_in, labels, training=True)
+            fake_out = model.discriminate(fake_in, latent.get("labels"), training=True)
+            if self.loss.uses_targets:
+                adversarial = self.loss.d_loss(real_out["logits"], fake_out["logits"], real_target, fake_target)
+            else:
+                adversarial = self.loss.d_loss(real_out["logits"], fake_out["logits"])
+            extra = dict(model.d_extra_losses(real_out, fake_out, labels, latent, labeled))
+            penalty = self._penalty(real_in, fake_in, labels, latent.get("labels"))
+            if penalty is not None:
+                extra[o.penalty] = penalty
+            if self.d_history:
+                extra["hist_avg"] = o.hist_avg_discriminator * self.d_history.penalty()
             d_loss = tf.add_n([adversarial, *extra.values()])
         grads = tape.gradient(d_loss, D.trainable_variables)
         _check_gradients(grads, D.trainable_variables, "discriminator")
         self.d_optimizer.apply(grads, D.trainable_variables)
+        if o.d_clip_value is not None:
+            for v in D.trainable_variables:
+                v.assign(tf.clip_by_value(v, -o.d_clip_value, o.d_clip_value))
+        if self.d_history:
+            self.d_history.update()
         return {
             "d_loss": d_loss,
             **({"d_adv_loss": adversarial} if extra else {}),
             **{f"d_{k}": v for k, v in extra.items()},
-            # Mean D(x) and D(G(z)) as probabilities: 0.5/0.5 is the equilibrium.
+            # Mean D(x) and D(G(z)) as probabilities (for critics: of the raw score): 0.5/0.5 is the equilibrium.
             "d_real": tf.reduce_mean(tf.sigmoid(tf.cast(real_out["logits"], tf.float32))),
             "d_fake": tf.reduce_mean(tf.sigmoid(tf.cast(fake_out["logits"], tf.float32))),
         }
 
-    def _g_update_eager(self, latent):
-        G, model = self.generator, self.model
+    def _g_update_eager(self, latent, real_images, real_labels, seed):
+        G, model, o = self.generator, self.model, self.options
+        seeds = tf.random.experimental.stateless_split(seed, 2)
         with tf.GradientTape() as tape:
-            fake_out = model.discriminate(model.generate(latent, training=True), latent.get("labels"), training=True)
-            adversarial = self.loss.g_loss(fake_out["logits"])
-            extra = model.g_extra_losses(fake_out, latent)
-            g_loss = tf.add_n([adversarial, *extra.values()])
+            fake_out = model.discriminate(self._augment(model.generate(latent, training=True), seeds[0]), latent.get("labels"), training=True)
+            if self.loss.uses_targets:
+                adversarial = self.loss.g_loss(fake_out["logits"], o.g_target)
+            else:
+                adversarial = self.loss.g_loss(fake_out["logits"])
+            extra = dict(model.g_extra_losses(fake_out, latent))
+            if o.feature_matching != "none":
+                real_out = model.discriminate(self._augment(real_images, seeds[1]), real_labels, training=True)
+                extra["feature_matching"] = o.feature_matching_weight * losses.feature_matching_loss(real_out["features"], fake_out["features"])
+            if self.g_history:
+                extra["hist_avg"] = o.hist_avg_generator * self.g_history.penalty()
+            terms = [*extra.values()] + ([] if o.feature_matching == "replace" else [adversarial])
+            g_loss = tf.add_n(terms)
         grads = tape.gradient(g_loss, G.trainable_variables)
         _check_gradients(grads, G.trainable_variables, "generator")
         self.g_optimizer.apply(grads, G.trainable_variables)
+        if self.g_history:
+            self.g_history.update()
+        if self.ema:
+            self.ema.update()
         return {"g_loss": g_loss, **({"g_adv_loss": adversarial} if extra else {}), **{f"g_{k}": v for k, v in extra.items()}}
 
     def _train_step_eager(self, iterator, labeled_iterator=None):
@@ -84,8 +207,9 @@ class GANTrainer:
             real_images, labels = next(iterator)
             labeled = next(labeled_iterator) if labeled_iterator is not None else None
             latent = self.model.sample_latent(self.rng, self.batch_size)
-            metrics = self._d_update(real_images, labels, latent, labeled)
-        metrics.update(self._g_update(self.model.sample_latent(self.rng, self.batch_size)))
+            metrics = self._d_update(real_images, labels, latent, self.rng.make_seeds(1)[:, 0], labeled)
+        latent = self.model.sample_latent(self.rng, self.batch_size)
+        metrics.update(self._g_update(latent, real_images, labels, self.rng.make_seeds(1)[:, 0]))
         return metrics
 
 

@@ -136,7 +136,7 @@ FILE_CASES = [
     # unknown registry names: the message lists the valid ones
     ("unknown-family", "model:\n  family: gann\ndata:\n  loader: mnist\n", ["model.family", "unknown model family 'gann'", "did you mean 'gan'", VALID_MODELS], 2),
     ("unknown-loader", "model:\n  family: gan\ndata:\n  loader: mnst\n", ["data.loader", "unknown dataset 'mnst'", "did you mean 'mnist'", VALID_DATASETS], 4),
-    ("unknown-loss", BASE + "loss:\n  name: hinge\n", ["loss.name", "unknown loss 'hinge'", VALID_LOSSES], 6),
+    ("unknown-loss", BASE + "loss:\n  name: hinges\n", ["loss.name", "unknown loss 'hinges'", VALID_LOSSES], 6),
     ("unknown-optimizer", BASE + "optimizer:\n  generator:\n    name: adamw\n", ["optimizer.generator.name", "unknown optimizer 'adamw'", "did you mean 'adam'", VALID_OPTIMIZERS], 7),
     ("family-not-a-string", "model:\n  family: 3\ndata:\n  loader: mnist\n", ["model.family", "expected a name"], 2),
     # required keys
@@ -284,7 +284,7 @@ def test_defaults_are_filled_in(tmp_path):
         opt = cfg["optimizer"][key]
         assert opt["name"] == "adam"
         assert opt["learning_rate"] == pytest.approx(2e-4)
-        assert set(opt) == {"name", "learning_rate", "beta_1", "beta_2", "epsilon"}
+        assert set(opt) == {"name", "learning_rate", "beta_1", "beta_2", "epsilon", "clip_value"}
     assert cfg["log"]["every"] == 100 and cfg["log"]["keep_checkpoints"] == 5
 
 

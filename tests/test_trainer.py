@@ -32,16 +32,17 @@ def test_d_update_changes_only_discriminator_weights(mnist_dir):
     G, D = trainer.generator, trainer.discriminator
     g0, d0 = _snapshot(G.trainable_variables), _snapshot(D.trainable_variables)
     real, labels = next(it)
-    trainer._d_update(real, labels, trainer.model.sample_latent(trainer.rng, 16))
+    trainer._d_update(real, labels, trainer.model.sample_latent(trainer.rng, 16), tf.constant([1, 2], tf.int64))
     assert not any(_changed(g0, G.trainable_variables)), "a D step must not touch G's weights"
     assert all(_changed(d0, D.trainable_variables)), "every D weight should move after a D step"
 
 
 def test_g_update_changes_only_generator_weights(mnist_dir):
-    trainer, _ = _trainer(mnist_dir)
+    trainer, _ = _trainer(mnist_dir)  # noqa: F841 (the iterator feeds the G step its real batch)
     G, D = trainer.generator, trainer.discriminator
     g0, d0 = _snapshot(G.trainable_variables), _snapshot(D.trainable_variables)
-    trainer._g_update(trainer.model.sample_latent(trainer.rng, 16))
+    real, labels = next(_)
+    trainer._g_update(trainer.model.sample_latent(trainer.rng, 16), real, labels, tf.constant([1, 2], tf.int64))
     assert not any(_changed(d0, D.trainable_variables)), "a G step must not touch D's weights"
     assert all(_changed(g0, G.trainable_variables)), "every G weight should move after a G step"
 

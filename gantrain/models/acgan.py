@@ -35,8 +35,8 @@ class ACGANModel(ConditionalGANModel):
         self.class_loss_weight = class_loss_weight
 
     def discriminate(self, images, labels, training):
-        logits, class_logits = self.discriminator(images, training=training)
-        return {"logits": logits, "class_logits": class_logits}
+        (logits, class_logits), features = self.call_discriminator(images, training)
+        return {"logits": logits, "class_logits": class_logits, "features": features}
 
     def d_extra_losses(self, real_out, fake_out, real_labels, latent, labeled=None):
         ce = class_cross_entropy(real_labels, real_out["class_logits"]) + class_cross_entropy(latent["labels"], fake_out["class_logits"])

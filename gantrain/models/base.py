@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+from keras.tree import flatten as tree_flatten
 
 from gantrain.schema import Field
 
@@ -26,6 +27,28 @@ class GANModel:
         self.discriminator = discriminator  # images (and labels) -> logits
         self.latent_dim = latent_dim
         self.num_classes = num_classes
+        self._feature_model = None
+
+    def enable_features(self, layer: str | None = None) -> None:
+        """Make D also return intermediate features (for feature matching).
+
+        ``layer`` names a layer of D whose output is used; by default the input of D's first output
+        head, i.e. the penultimate representation. The wrapper shares D's variables.
+        """
+        D = self.discriminator
+        if layer is not None:
+            features = D.get_layer(layer).output
+        else:
+            head = next(l for l in reversed(D.layers) if any(o is l.output for o in tree_flatten(D.outputs)))
+            features = head.input
+        self._feature_model = keras.Model(D.inputs, [*tree_flatten(D.outputs), features])
+
+    def call_discriminator(self, inputs, training: bool):
+        """D's outputs (as D returns them) and the feature tensor, or None when features are off."""
+        if self._feature_model is None:
+            return self.discriminator(inputs, training=training), None
+        *outs, features = self._feature_model(inputs, training=training)
+        return (outs[0] if len(outs) == 1 else outs), features
 
     # -- latent ------------------------------------------------------------------------------
     def sample_latent(self, rng: tf.random.Generator, batch: int, labels=None) -> dict:
@@ -35,13 +58,15 @@ class GANModel:
     def generator_inputs(self, latent: dict):
         return latent["z"]
 
-    def generate(self, latent: dict, training: bool):
-        return self.generator(self.generator_inputs(latent), training=training)
+    def generate(self, latent: dict, training: bool, generator: keras.Model | None = None):
+        """Images from ``latent``; ``generator`` overrides G (e.g. its EMA copy for sampling)."""
+        return (generator or self.generator)(self.generator_inputs(latent), training=training)
 
     # -- discriminator ------------------------------------------------------------------------
     def discriminate(self, images, labels, training: bool) -> dict:
         """D's outputs; ``logits`` is the real/fake logit every adversarial loss uses."""
-        return {"logits": self.discriminator(images, training=training)}
+        logits, features = self.call_discriminator(images, training)
+        return {"logits": logits, "features": features}
 
     # -- extra loss terms (name -> scalar), added to the adversarial losses -------------------
     def d_extra_losses(self, real_out: dict, fake_out: dict, real_labels, latent: dict, labeled=None) -> dict:

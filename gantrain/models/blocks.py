@@ -12,6 +12,7 @@ import math
 
 from keras import layers
 
+from gantrain.models.layers import D_NORMS, G_NORMS, MINIBATCH_SCHEMA, maybe_spectral, minibatch, normalize
 from gantrain.schema import Field
 
 CONV_SCHEMA = {
@@ -20,7 +21,9 @@ CONV_SCHEMA = {
     "d_widths": Field([32, 64, 128], "discriminator stride-2 conv widths, then global average pooling", "int_list", min=1),
     "bn_momentum": Field(0.8, "BatchNormalization momentum (0.8 as in the Keras-GAN/ACGAN reference)", "float", min=0, max=1),
     "leaky_slope": Field(0.2, "LeakyReLU negative slope in D", "float", min=0, max=1),
-    "d_norm": Field("batch", "normalisation in D's conv trunk: batch (the reference), layer (per-sample, so D's outputs on real images do not depend on fake batches' statistics) or none", "str", choices=("batch", "layer", "none")),
+    "d_norm": Field("batch", "normalisation in D's conv trunk: batch (the reference), layer, instance, spectral or none", "str", choices=D_NORMS),
+    "g_norm": Field("batch", "normalisation in G: batch (the reference), instance or none", "str", choices=G_NORMS),
+    **MINIBATCH_SCHEMA,
 }
 
 
@@ -42,10 +45,10 @@ def mlp_generator(x, image_shape: tuple, widths, bn_momentum: float, slope: floa
     return layers.Reshape(image_shape)(x)
 
 
-def mlp_discriminator(x, widths, slope: float):
+def mlp_discriminator(x, widths, slope: float, norm: str = "none"):
     """Flattened image features -> hidden LeakyReLU layers (the caller adds the output head)."""
     for width in widths:
-        x = layers.Dense(width)(x)
+        x = maybe_spectral(layers.Dense(width), norm)(x)
         x = layers.LeakyReLU(slope)(x)
     return x
 
@@ -60,7 +63,7 @@ def upsampling_generator(x, image_shape: tuple, params: dict):
     x = layers.Reshape((h // 4, w // 4, base))(x)
     for width, upsample in ((first, True), (second, True), (third, False)):
         x = layers.Conv2D(width, 3, padding="same")(x)
-        x = layers.BatchNormalization(momentum=m)(x)
+        x = normalize(x, params["g_norm"], m)
         x = layers.Activation("relu")(x)
         if upsample:
             x = layers.UpSampling2D()(x)
@@ -68,12 +71,11 @@ def upsampling_generator(x, image_shape: tuple, params: dict):
 
 
 def conv_trunk(x, params: dict):
-    """Image -> stride-2 conv/BN/LeakyReLU per d_widths -> global average pooled features."""
+    """Image -> stride-2 conv/norm/LeakyReLU per d_widths -> global average pooled features
+    (then minibatch discrimination features when switched on)."""
+    norm = params["d_norm"]
     for width in params["d_widths"]:
-        x = layers.Conv2D(width, 3, strides=2, padding="same")(x)
-        if params["d_norm"] == "batch":
-            x = layers.BatchNormalization(momentum=params["bn_momentum"])(x)
-        elif params["d_norm"] == "layer":
-            x = layers.LayerNormalization()(x)
+        x = maybe_spectral(layers.Conv2D(width, 3, strides=2, padding="same"), norm)(x)
+        x = normalize(x, norm, params["bn_momentum"])
         x = layers.LeakyReLU(params["leaky_slope"])(x)
-    return layers.GlobalAveragePooling2D()(x)
+    return minibatch(layers.GlobalAveragePooling2D()(x), params)

@@ -10,6 +10,7 @@ import keras
 from keras import layers
 
 from gantrain.models.blocks import mlp_discriminator, mlp_generator
+from gantrain.models.layers import maybe_spectral, minibatch
 from gantrain.models.conditional import ConditionalGANModel, label_times_image, label_times_noise
 from gantrain.models.base import Family
 from gantrain.models.gan import SCHEMA
@@ -24,8 +25,8 @@ class CGan(Family):
         generator = keras.Model([z, label], images, name="generator")
 
         inp, d_label, x = label_times_image(image_shape, classes, flatten=True)
-        features = mlp_discriminator(x, params["d_widths"], params["leaky_slope"])
-        discriminator = keras.Model([inp, d_label], layers.Dense(1)(features), name="discriminator")
+        features = minibatch(mlp_discriminator(x, params["d_widths"], params["leaky_slope"], params["d_norm"]), params)
+        discriminator = keras.Model([inp, d_label], maybe_spectral(layers.Dense(1), params["d_norm"])(features), name="discriminator")
         return ConditionalGANModel(generator, discriminator, params["latent_dim"], num_classes)
 
 

@@ -30,7 +30,8 @@ class ConditionalGANModel(GANModel):
         return [latent["z"], latent["labels"]]
 
     def discriminate(self, images, labels, training):
-        return {"logits": self.discriminator([images, labels], training=training)}
+        logits, features = self.call_discriminator([images, labels], training)
+        return {"logits": logits, "features": features}
 
     def grid_latent(self, n, seed):
         per_row = max(1, n // self.num_classes)

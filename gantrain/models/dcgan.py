@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from gantrain.models.base import LATENT_DIM, LEAKY_SLOPE, Family, GANModel
+from gantrain.models.layers import D_NORMS, G_NORMS, MINIBATCH_SCHEMA, maybe_spectral, minibatch, normalize
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -23,6 +24,9 @@ SCHEMA = {
     "kernel_size": Field(5, "convolution kernel size", "int", min=1, max=11),
     "dropout": Field(0.3, "discriminator dropout rate", "float", min=0, max=0.95),
     "leaky_slope": LEAKY_SLOPE,
+    "g_norm": Field("batch", "normalisation in G: batch (the tutorial), instance or none", "str", choices=G_NORMS),
+    "d_norm": Field("none", "normalisation after each D conv: none (the tutorial), batch, layer, instance or spectral", "str", choices=D_NORMS),
+    **MINIBATCH_SCHEMA,
 }
 
 
@@ -45,25 +49,30 @@ class DCGan(Family):
         base = h // 2 ** (len(widths) - 1)
 
         z = keras.Input((params["latent_dim"],), name="z")
+        g_norm = params["g_norm"]
         x = layers.Dense(base * base * widths[0], use_bias=False)(z)
-        x = layers.BatchNormalization()(x)
+        if g_norm == "instance":  # instance norm needs the spatial axes: reshape first
+            x = normalize(layers.Reshape((base, base, widths[0]))(x), g_norm)
+        else:  # the tutorial normalises the dense output, then reshapes
+            x = layers.Reshape((base, base, widths[0]))(normalize(x, g_norm))
         x = layers.LeakyReLU(slope)(x)
-        x = layers.Reshape((base, base, widths[0]))(x)
         for i, width in enumerate(widths[1:]):
             x = layers.Conv2DTranspose(width, k, strides=1 if i == 0 else 2, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
+            x = normalize(x, g_norm)
             x = layers.LeakyReLU(slope)(x)
         images = layers.Conv2DTranspose(channels, k, strides=2, padding="same", use_bias=False, activation="tanh")(x)
         generator = keras.Model(z, images, name="generator")
 
         inp = keras.Input(image_shape, name="images")
         x = inp
-        for i, width in enumerate(params["d_widths"]):
-            x = layers.Conv2D(width, k, strides=2, padding="same")(x)
+        d_norm = params["d_norm"]
+        for width in params["d_widths"]:
+            x = maybe_spectral(layers.Conv2D(width, k, strides=2, padding="same"), d_norm)(x)
+            x = normalize(x, d_norm)
             x = layers.LeakyReLU(slope)(x)
-            x = layers.Dropout(params["dropout"], seed=i + 1)(x)
-        x = layers.Flatten()(x)
-        logits = layers.Dense(1)(x)
+            x = layers.Dropout(params["dropout"])(x)
+        x = minibatch(layers.Flatten()(x), params)
+        logits = maybe_spectral(layers.Dense(1), d_norm)(x)
         discriminator = keras.Model(inp, logits, name="discriminator")
         return GANModel(generator, discriminator, params["latent_dim"], num_classes)
 

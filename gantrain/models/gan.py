@@ -12,6 +12,7 @@ from keras import layers
 
 from gantrain.models.base import LATENT_DIM, LEAKY_SLOPE, Family, GANModel
 from gantrain.models.blocks import mlp_discriminator, mlp_generator
+from gantrain.models.layers import MINIBATCH_SCHEMA, maybe_spectral, minibatch
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -21,6 +22,8 @@ SCHEMA = {
     "d_widths": Field([512, 256], "discriminator hidden layer widths", "int_list", min=1),
     "bn_momentum": Field(0.8, "generator BatchNormalization momentum (0.8 as in the reference)", "float", min=0, max=1),
     "leaky_slope": LEAKY_SLOPE,
+    "d_norm": Field("none", "normalisation of D's dense layers: none (the reference) or spectral", "str", choices=("none", "spectral")),
+    **MINIBATCH_SCHEMA,
 }
 
 
@@ -31,8 +34,9 @@ class MLPGan(Family):
         generator = keras.Model(z, images, name="generator")
 
         inp = keras.Input(image_shape, name="images")
-        features = mlp_discriminator(layers.Flatten()(inp), params["d_widths"], params["leaky_slope"])
-        discriminator = keras.Model(inp, layers.Dense(1)(features), name="discriminator")
+        features = mlp_discriminator(layers.Flatten()(inp), params["d_widths"], params["leaky_slope"], params["d_norm"])
+        head = maybe_spectral(layers.Dense(1), params["d_norm"])
+        discriminator = keras.Model(inp, head(minibatch(features, params)), name="discriminator")
         return GANModel(generator, discriminator, params["latent_dim"], num_classes)
 
 

@@ -57,8 +57,8 @@ class InfoGANModel(GANModel):
         return tf.concat([latent["z"], onehot, latent["codes"]], axis=-1)
 
     def discriminate(self, images, labels, training):
-        logits, cat_logits, code_means = self.discriminator(images, training=training)
-        return {"logits": logits, "cat_logits": cat_logits, "code_means": code_means}
+        (logits, cat_logits, code_means), features = self.call_discriminator(images, training)
+        return {"logits": logits, "cat_logits": cat_logits, "code_means": code_means, "features": features}
 
     def info_loss(self, fake_out, latent):
         loss = class_cross_entropy(latent["labels"], fake_out["cat_logits"])
@@ -77,7 +77,7 @@ class InfoGANModel(GANModel):
         labels = np.repeat(np.arange(self.num_classes, dtype=np.int32), per_row)
         return self.sample_latent(tf.random.Generator.from_seed(seed), len(labels), labels), self.num_classes
 
-    def traversal(self, code: str, steps: int, seed: int) -> tuple[np.ndarray, int]:
+    def traversal(self, code: str, steps: int, seed: int, generator=None) -> tuple[np.ndarray, int]:
         """One row per categorical value; continuous code ``c<i>`` swept from -2 to 2 across columns.
 
         The noise z is the same in every cell and the other continuous codes are 0, so a row shows
@@ -93,7 +93,7 @@ class InfoGANModel(GANModel):
         codes = np.zeros((rows * cols, self.continuous), np.float32)
         codes[:, index] = np.tile(sweep, rows)
         latent = {"z": tf.repeat(z, rows * cols, axis=0), "labels": tf.constant(np.repeat(np.arange(rows), cols), tf.int32), "codes": tf.constant(codes)}
-        return self.generate(latent, training=False).numpy(), rows
+        return self.generate(latent, training=False, generator=generator).numpy(), rows
 
 
 class InfoGan(Family):

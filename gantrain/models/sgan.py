@@ -20,6 +20,7 @@ from keras import layers
 
 from gantrain.losses import class_cross_entropy
 from gantrain.models.base import LATENT_DIM, Family, GANModel
+from gantrain.models.layers import D_NORMS
 from gantrain.models.blocks import CONV_SCHEMA, check_conv_shape, conv_trunk, upsampling_generator
 from gantrain.registry import MODELS
 from gantrain.schema import Field
@@ -29,7 +30,7 @@ SCHEMA = {
     **CONV_SCHEMA,
     # Batch statistics in D would mix real and fake batches into the moving averages that the
     # classifier uses at test time; per-sample layer normalisation avoids that.
-    "d_norm": Field("layer", "normalisation in D's conv trunk: layer (default here), batch or none", "str", choices=("batch", "layer", "none")),
+    "d_norm": Field("layer", "normalisation in D's conv trunk: layer (default here), batch, instance, spectral or none", "str", choices=D_NORMS),
     "dropout": Field(0.3, "dropout on D's pooled features (regularises the classifier on few labels)", "float", min=0, max=0.95),
     "supervised_weight": Field(1.0, "weight of the supervised cross-entropy on labelled batches", "float", min=0),
 }
@@ -44,8 +45,9 @@ class SGANModel(GANModel):
         self.supervised_weight = supervised_weight
 
     def discriminate(self, images, labels, training):
-        class_logits = self.discriminator(images, training=training)
-        return {"logits": tf.reduce_logsumexp(tf.cast(class_logits, tf.float32), axis=-1, keepdims=True), "class_logits": class_logits}
+        class_logits, features = self.call_discriminator(images, training)
+        logits = tf.reduce_logsumexp(tf.cast(class_logits, tf.float32), axis=-1, keepdims=True)
+        return {"logits": logits, "class_logits": class_logits, "features": features}
 
     def d_extra_losses(self, real_out, fake_out, real_labels, latent, labeled=None):
         if labeled is None:
