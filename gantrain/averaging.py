@@ -26,7 +26,7 @@ class EMAGenerator:
     def update(self) -> None:
         d = tf.constant(self.decay, tf.float32)
         for ema, w in zip(self.model.variables, self.source.variables):
-            if ema.dtype.is_floating:
+            if "float" in str(ema.dtype):
                 ema.assign(d * ema + (1.0 - d) * tf.cast(w, ema.dtype))
             else:  # e.g. a seed-generator state: just follow
                 ema.assign(w)
