@@ -44,6 +44,11 @@ def find_checkpoint(path: Path, which: str | int = "latest") -> str:
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     if not path.exists():
         raise UserError(f"{path}: no such run directory or checkpoint")
+    if which == "best":
+        best = tf.train.latest_checkpoint(str(folder / "best"))
+        if best is None:
+            raise UserError(f"{path}: no best checkpoint (kept only when the config's eval section runs metrics during training)")
+        return best
     if which == "latest":
         latest = tf.train.latest_checkpoint(str(folder))
         if latest is None:
@@ -57,7 +62,9 @@ def find_checkpoint(path: Path, which: str | int = "latest") -> str:
 
 
 def run_dir_of(checkpoint_prefix: str) -> Path:
-    return Path(checkpoint_prefix).parent.parent
+    """The run directory holding a checkpoint: checkpoints/ckpt-N or checkpoints/best/ckpt-N."""
+    folder = Path(checkpoint_prefix).parent
+    return folder.parent.parent if folder.name == "best" else folder.parent
 
 
 def restore(ckpt: tf.train.Checkpoint, prefix: str, what: str = "run") -> None:
@@ -65,6 +72,7 @@ def restore(ckpt: tf.train.Checkpoint, prefix: str, what: str = "run") -> None:
     try:
         status = ckpt.restore(prefix)
         status.assert_existing_objects_matched()
+        status.expect_partial()  # sampling restores only G: the rest of the checkpoint is unused on purpose
     except (AssertionError, ValueError, tf.errors.OpError) as err:
         first = str(err).strip().splitlines()[0][:300]
         raise UserError(f"{prefix}: checkpoint does not fit this {what}'s networks (was it written by another model family or config?): {first}") from None

@@ -11,10 +11,13 @@ from gantrain.registry import DATASETS
 
 def test_split_for(cfg: dict):
     """The held-out split used to report classifier accuracy: 'test' where the loader has one."""
-    entry = DATASETS.entry(cfg["data"]["loader"])
-    if "split" not in entry.schema:
+    return test_split_for_data(cfg["data"])
+
+
+def test_split_for_data(data_cfg: dict):
+    if "split" not in DATASETS.entry(data_cfg["loader"]).schema:
         return None
-    return load_dataset(cfg["data"], split="test")
+    return load_dataset(data_cfg, split="test")
 
 
 def classifier_accuracy(model: GANModel, source, batch: int = 500) -> float:

@@ -95,7 +95,7 @@ def sample(
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="Output: a .png grid, a folder (--format png) or a .npy file."),
     seed: int = typer.Option(0, "--seed", min=0, help="Noise seed; the same seed gives the same images."),
     fmt: str = typer.Option("auto", "--format", help="grid | png (one file per image) | npy | auto (from --out's suffix)."),
-    checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest' or a step number."),
+    checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest', 'best' (with an eval section in training) or a step number."),
     label: Optional[int] = typer.Option(None, "--label", help="Conditional families: draw this class only."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Conditional families: comma-separated classes, one grid row each."),
     per_class: Optional[int] = typer.Option(None, "--per-class", min=1, help="Conditional families: a grid with this many images of every class."),
@@ -120,7 +120,7 @@ def sample(
         fmt = {".png": "grid", ".npy": "npy"}.get(out.suffix.lower(), "png")
     if fmt not in ("grid", "png", "npy"):
         raise UserError(f"--format {fmt!r}: choose grid, png, npy or auto")
-    which = checkpoint if checkpoint == "latest" else _int(checkpoint, "--checkpoint")
+    which = _which(checkpoint)
     model, _, step = load_model(run, which)
     rows = None
     if traverse is not None:
@@ -151,7 +151,7 @@ def sample(
 def classify(
     run: Path = typer.Argument(..., help="Run directory of a family with a classifier head (sgan)."),
     split: str = typer.Option("test", "--split", help="Which split of the run's dataset: test or train."),
-    checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest' or a step number."),
+    checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest', 'best' (with an eval section in training) or a step number."),
 ):
     """Report the accuracy of the discriminator's classifier (semi-supervised GAN) on a labelled split.
 
@@ -161,7 +161,7 @@ def classify(
     """
     from gantrain.classify import run_accuracy
 
-    which = checkpoint if checkpoint == "latest" else _int(checkpoint, "--checkpoint")
+    which = _which(checkpoint)
     acc, count, step, desc = run_accuracy(run, split, which)
     typer.echo(f"accuracy {acc:.4f} on {count} images ({desc}), checkpoint step {step}")
 
@@ -193,7 +193,8 @@ def list_(keys: bool = typer.Option(False, "--keys", help="Also list every confi
       gantrain list --keys
     """
     from gantrain.config import SCHEMA, _ensure_registered
-    from gantrain.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS
+    import gantrain.extractors  # noqa: F401  (registers the extractors)
+    from gantrain.registry import DATASETS, EXTRACTORS, LOSSES, MODELS, OPTIMIZERS
     from gantrain.schema import schema_docs
 
     _ensure_registered()
@@ -205,17 +206,104 @@ def list_(keys: bool = typer.Option(False, "--keys", help="Also list every confi
             if keys:
                 for key, default, doc in schema_docs(entry.schema, f"{section}."):
                     typer.echo(f"      {key:<34} {default!r:<22} {doc}")
+    typer.echo("feature extractors (gantrain eval --extractor):")
+    for entry in EXTRACTORS.entries():
+        typer.echo(f"  {entry.name:<24} {entry.description}")
     if keys:
         typer.echo("general keys:")
         for key, default, doc in schema_docs(SCHEMA):
             typer.echo(f"  {key:<36} {default!r:<22} {doc}")
 
 
+classifier_app = typer.Typer(no_args_is_help=True, help="Domain classifiers: feature extractors for FID/KID/IS on small-image datasets.")
+app.add_typer(classifier_app, name="classifier")
+
+
+@classifier_app.command("train")
+@user_errors
+def classifier_train(
+    config: Path = typer.Argument(..., help="A config whose data section names a labelled dataset (other sections are ignored)."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output stem: writes STEM.weights.h5 and STEM.json (default: runs/classifiers/<loader>_classifier)."),
+    epochs: int = typer.Option(5, "--epochs", min=1, help="Passes over the training split."),
+):
+    """Train a small CNN classifier on a labelled dataset and record its test accuracy.
+
+    The result can be used as an extractor: gantrain eval RUN --extractor-path STEM.
+
+    Example:
+
+      gantrain classifier train configs/dcgan_mnist.yaml --set data.root=../shared/data/mnist --epochs 5
+    """
+    from gantrain.config import load_config
+    from gantrain.extractors.classifier import train_classifier
+
+    cfg = load_config(config, set_)
+    stem = out or Path("runs") / "classifiers" / f"{cfg['data']['loader']}_classifier"
+    record = train_classifier(cfg["data"], stem, epochs, cfg["seed"])
+    typer.echo(f"test accuracy {record['test_accuracy']:.4f} on {record['tested_on']}; wrote {stem}.weights.h5 and {stem}.json")
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    run: Optional[Path] = typer.Argument(None, help="Run directory (its saved config names the real data)."),
+    fid: bool = typer.Option(False, "--fid", help="Frechet distance (the default when no metric is named)."),
+    kid: bool = typer.Option(False, "--kid", help="Kernel inception distance (unbiased MMD^2, cubic kernel), mean +- std over subsets."),
+    is_: bool = typer.Option(False, "--is", help="Inception / classifier score, 10 splits."),
+    pr: bool = typer.Option(False, "--pr", help="k-NN precision and recall (k = 3)."),
+    accuracy: bool = typer.Option(False, "--accuracy", help="Conditional families: samples of class k classified as k; sgan: D's classifier accuracy."),
+    n: int = typer.Option(10000, "--n", min=2, help="Generated samples (and at most this many real ones)."),
+    split: str = typer.Option("test", "--split", help="Real split to compare with (datasets that have splits)."),
+    extractor: Optional[str] = typer.Option(None, "--extractor", help="Feature extractor (default: the dataset's domain classifier, else inception_v3). See gantrain list."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Extractor weights: a local file (Inception offline) or a classifier STEM."),
+    checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest', 'best' or a step number."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for the generated samples."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report here (eval.json in the run directory is always written)."),
+    real_a: Optional[Path] = typer.Option(None, "--real-a", help="Compare two image folders instead of a run: the reference folder."),
+    real_b: Optional[Path] = typer.Option(None, "--real-b", help="... and the folder compared with it."),
+    size: int = typer.Option(299, "--size", min=8, help="With --real-a/--real-b: images are resized to this square size."),
+    channels: int = typer.Option(3, "--channels", help="With --real-a/--real-b: 1 (grey) or 3 (RGB)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute real features instead of reading the cache."),
+):
+    """Score a run (FID, KID, IS, precision/recall, conditional accuracy), printing the protocol with each number.
+
+    Examples:
+
+      gantrain eval runs/dcgan_mnist --fid --kid --n 10000
+
+      gantrain eval runs/acgan_mnist --accuracy --is
+
+      gantrain eval --real-a DIR_A --real-b DIR_B --fid --extractor inception_v3 --weights inception_v3.h5
+    """
+    from gantrain.evaluate import evaluate_folders, evaluate_run, format_report, write_json
+
+    metrics = [m for m, on in (("fid", fid), ("kid", kid), ("is", is_), ("pr", pr), ("accuracy", accuracy)) if on] or ["fid"]
+    if real_a is not None or real_b is not None:
+        if run is not None or real_a is None or real_b is None:
+            raise UserError("compare folders with both --real-a DIR and --real-b DIR, and no RUN argument")
+        if channels not in (1, 3):
+            raise UserError(f"--channels {channels}: use 1 or 3")
+        report = evaluate_folders(real_a, real_b, metrics, size, channels, extractor, weights, None if n == 10000 else n, not no_cache)
+    else:
+        if run is None:
+            raise UserError("give a RUN directory, or --real-a DIR --real-b DIR")
+        report = evaluate_run(run, metrics, n, split, extractor, weights, _which(checkpoint), seed, not no_cache)
+        write_json(report, run / "eval.json")
+    if json_out is not None:
+        write_json(report, json_out)
+    typer.echo(format_report(report))
+
+
+def _which(checkpoint: str):
+    return checkpoint if checkpoint in ("latest", "best") else _int(checkpoint, "--checkpoint")
+
+
 def _int(text: str, flag: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise UserError(f"{flag} {text!r}: expected 'latest' or a step number") from None
+        raise UserError(f"{flag} {text!r}: expected 'latest', 'best' or a step number") from None
 
 
 def main():

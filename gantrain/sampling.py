@@ -33,6 +33,7 @@ def load_model(run: str | Path, which: str | int = "latest") -> tuple[GANModel, 
     meta = read_meta(run_dir, cfg)
     model = build_model(cfg, tuple(meta["image_shape"]), meta["num_classes"])
     model.class_names = meta.get("class_names", [])
+    model.image_shape = tuple(meta["image_shape"])
     step = tf.Variable(0, dtype=tf.int64)
     # With train.ema_decay the averaged weights are what the run is judged by: load those into G.
     group = "ema_generator" if cfg["train"]["ema_decay"] else "generator"
@@ -66,7 +67,7 @@ def parse_labels(model: GANModel, label: int | None, labels: str | None, per_cla
     return chosen
 
 
-def generate(model: GANModel, n: int, seed: int, labels: list[int] | None = None, batch: int = 256) -> np.ndarray:
+def generate(model: GANModel, n: int, seed: int, labels: list[int] | None = None, batch: int = 256, generator=None) -> np.ndarray:
     """``n`` images as float32 (n, H, W, C) in [-1, 1]; the same seed gives the same images."""
     rng = tf.random.Generator.from_seed(seed)
     fixed = None if labels is None else tf.constant(labels, tf.int32)
@@ -74,7 +75,7 @@ def generate(model: GANModel, n: int, seed: int, labels: list[int] | None = None
     for i in range(0, n, batch):
         size = min(batch, n - i)
         latent = model.sample_latent(rng, size, labels=None if fixed is None else fixed[i : i + size])
-        out.append(model.generate(latent, training=False).numpy())
+        out.append(model.generate(latent, training=False, generator=generator).numpy())
     return np.concatenate(out)
 
 

@@ -1,0 +1,191 @@
+"""``gantrain eval``: sample-quality numbers with the protocol that produced them.
+
+Every result records the metric, the generated sample count, the real split and count, the
+extractor with its weights' identity, the preprocessing, the checkpoint step and the seed. Real
+features are cached on disk (keyed by all of that), written atomically, and a hit is reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gantrain.data.source import ImageSource
+from gantrain.errors import UserError
+from gantrain.extractors import Extractor, default_extractor_name, get_extractor
+from gantrain.metrics import feature_statistics, frechet_distance, inception_score, kernel_inception_distance, precision_recall
+
+METRICS = ("fid", "kid", "is", "pr", "accuracy")
+LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "accuracy": False}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GANTRAIN_CACHE", Path.home() / ".cache" / "gantrain")) / "real_features"
+
+
+def _to_float(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32) / 127.5 - 1.0
+
+
+def real_features(source: ImageSource, key: dict, n: int, extractor: Extractor, use_cache: bool = True) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Features of ``n`` real images (a seeded subset, or all when n >= the split's size), cached on disk."""
+    digest = hashlib.sha256(json.dumps({**key, "n": n, **extractor.protocol()}, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    path = cache_dir() / f"{digest}.npz"
+    if use_cache and path.is_file():
+        with np.load(path, allow_pickle=False) as f:
+            probs = f["probs"] if "probs" in f.files else None
+            return f["features"].astype(np.float64), (probs.astype(np.float64) if probs is not None else None), True
+    idx = np.sort(np.random.default_rng(0).permutation(len(source))[:n]) if n < len(source) else np.arange(len(source))
+    feats, probs = extractor(_to_float(source.images[idx]))
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        arrays = {"features": feats.astype(np.float32)}
+        if probs is not None:
+            arrays["probs"] = probs.astype(np.float32)
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)  # atomic: a reader never sees half a file
+    return feats, probs, False
+
+
+def score(metrics, real_feats, fake_feats, fake_probs, seed: int = 0) -> dict:
+    """{metric: value or {mean, std} / {precision, recall}} for the requested feature metrics."""
+    out = {}
+    if "fid" in metrics:
+        out["fid"] = frechet_distance(*feature_statistics(real_feats), *feature_statistics(fake_feats))
+    if "kid" in metrics:
+        mean, std = kernel_inception_distance(real_feats, fake_feats, seed=seed)
+        out["kid"] = {"mean": mean, "std": std}
+    if "is" in metrics:
+        if fake_probs is None:
+            raise UserError("--is needs an extractor with class probabilities")
+        mean, std = inception_score(fake_probs)
+        out["is"] = {"mean": mean, "std": std}
+    if "pr" in metrics:
+        precision, recall = precision_recall(real_feats, fake_feats, k=3)
+        out["pr"] = {"precision": precision, "recall": recall}
+    return out
+
+
+def conditional_accuracy(model, extractor: Extractor, n: int, seed: int, generator=None) -> dict:
+    """Fraction of samples generated for class k that the domain classifier calls k; overall and per class."""
+    from gantrain.sampling import generate
+
+    if not model.conditional:
+        raise UserError("--accuracy measures conditional generation; this model family takes no labels (for sgan it reports D's classifier)")
+    if not extractor.has_probs:
+        raise UserError(f"--accuracy needs a classifier extractor, {extractor.name!r} has no class probabilities")
+    per_class = max(1, n // model.num_classes)
+    labels = np.repeat(np.arange(model.num_classes), per_class)
+    images = generate(model, len(labels), seed, labels.tolist(), generator=generator)
+    _, probs = extractor(images)
+    if probs.shape[1] != model.num_classes:
+        raise UserError(f"the extractor has {probs.shape[1]} classes, the model {model.num_classes}")
+    hits = probs.argmax(axis=1) == labels
+    return {"overall": float(hits.mean()), "per_class": [float(hits[labels == k].mean()) for k in range(model.num_classes)], "generated": int(len(labels))}
+
+
+def resolve_extractor(name: str | None, weights: str | None, loader: str, image_shape: tuple) -> Extractor:
+    extractor = get_extractor(name or default_extractor_name(loader), weights)
+    if hasattr(extractor, "check_shape"):
+        extractor.check_shape(image_shape)
+    return extractor
+
+
+def evaluate_run(run, metrics, n=10000, split="test", extractor_name=None, weights=None, which="latest", seed=0, use_cache=True) -> dict:
+    """Evaluate a run's generator against its own dataset (from the saved config)."""
+    from gantrain.classify import run_accuracy
+    from gantrain.data import load_dataset
+    from gantrain.registry import DATASETS
+    from gantrain.sampling import generate, load_model
+
+    t0 = time.perf_counter()
+    model, cfg, step = load_model(run, which)
+    data_cfg = dict(cfg["data"])
+    has_split = "split" in DATASETS.entry(data_cfg["loader"]).schema
+    base = {"run": str(run), "checkpoint": str(which), "checkpoint_step": step, "generator_weights": model.weights_source, "seed": seed, "results": []}
+    feature_metrics = [m for m in metrics if m != "accuracy"]
+    if "accuracy" in metrics and hasattr(model, "classify"):
+        acc, count, _, desc = run_accuracy(run, split if has_split else "train", which)
+        base["results"].append({"metric": "accuracy", "value": acc, "what": "D's classifier on real images", "real_split": desc, "real_count": count})
+        metrics = feature_metrics
+    extractor = resolve_extractor(extractor_name, weights, data_cfg["loader"], model.image_shape)
+    if feature_metrics:
+        source = load_dataset(data_cfg, split=split if has_split else None)
+        key = {k: v for k, v in data_cfg.items() if k not in ("batch_size", "labeled_per_class")}
+        real_feats, _, hit = real_features(source, {**key, "split": split if has_split else "all"}, n, extractor, use_cache)
+        base["real_cache"] = "hit" if hit else "miss"
+        fake = generate(model, n, seed)
+        fake_feats, fake_probs = extractor(fake)
+        protocol = {"generated": n, "real_split": split if has_split else f"all of {source.description}", "real_count": len(real_feats), **extractor.protocol()}
+        for metric, value in score(feature_metrics, real_feats, fake_feats, fake_probs, seed).items():
+            base["results"].append({"metric": metric, "value": value, **protocol})
+    if "accuracy" in metrics:
+        acc = conditional_accuracy(model, extractor, n, seed)
+        base["results"].append({"metric": "accuracy", "value": acc["overall"], "per_class": acc["per_class"], "generated": acc["generated"],
+                                "what": "conditional accuracy: samples for class k classified as k", **extractor.protocol()})
+    base["seconds"] = round(time.perf_counter() - t0, 1)
+    return base
+
+
+def evaluate_folders(real_a, real_b, metrics, size: int, channels: int, extractor_name=None, weights=None, n=None, use_cache=True) -> dict:
+    """Compare two image folders (A as the reference); no run needed."""
+    from gantrain.data.image_folder import load_folder
+
+    t0 = time.perf_counter()
+    if "accuracy" in metrics:
+        raise UserError("--accuracy needs a run of a conditional family, not two folders")
+    a = load_folder(Path(real_a), (size, size), channels, "none", "fail")
+    b = load_folder(Path(real_b), (size, size), channels, "none", "fail")
+    extractor = resolve_extractor(extractor_name or "inception_v3", weights, "image_folder", a.image_shape)
+    count_a, count_b = min(n or len(a), len(a)), min(n or len(b), len(b))
+    feats_a, _, hit = real_features(a, {"folder": str(Path(real_a).resolve()), "size": size, "channels": channels}, count_a, extractor, use_cache)
+    feats_b, probs_b = extractor(_to_float(b.images[:count_b]))
+    protocol = {"real_a": str(real_a), "real_a_count": len(feats_a), "real_b": str(real_b), "real_b_count": len(feats_b), **extractor.protocol()}
+    results = [{"metric": m, "value": v, **protocol} for m, v in score(metrics, feats_a, feats_b, probs_b).items()]
+    return {"results": results, "real_cache": "hit" if hit else "miss", "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def format_value(value) -> str:
+    if isinstance(value, dict):
+        if "mean" in value:
+            return f"{value['mean']:.5g} +- {value['std']:.2g}"
+        return ", ".join(f"{k} {v:.4f}" for k, v in value.items())
+    return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+
+def format_report(report: dict) -> str:
+    """A table of numbers, then the protocol: shared entries once, per-metric ones under their metric."""
+    results = report["results"]
+    shared = {k: v for k, v in results[0].items() if all(k in r and r[k] == v for r in results)} if results else {}
+    lines = []
+    if "checkpoint_step" in report:
+        lines.append(f"run {report['run']}  checkpoint step {report['checkpoint_step']} ({report['generator_weights']} weights)  seed {report['seed']}")
+    for r in results:
+        lines.append(f"  {r['metric'].upper():<9} {format_value(r['value'])}")
+        own = {k: v for k, v in r.items() if k not in shared and k not in ("metric", "value", "per_class")}
+        if own:
+            lines.append("            " + "; ".join(f"{k}: {v}" for k, v in own.items()))
+        if "per_class" in r:
+            lines.append("            per class: " + " ".join(f"{k}:{v:.3f}" for k, v in enumerate(r["per_class"])))
+    protocol = {k: v for k, v in shared.items() if k not in ("metric", "value", "per_class")}
+    if protocol:
+        lines.append("protocol:")
+        lines += [f"  {k}: {v}" for k, v in protocol.items()]
+    if "real_cache" in report:
+        lines.append(f"real features: cache {report['real_cache']} ({cache_dir()})")
+    lines.append(f"took {report['seconds']} s")
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
