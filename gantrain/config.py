@@ -70,6 +70,14 @@ SCHEMA: dict = {
         },
         "diffaugment": Field(None, "DiffAugment policies applied to real and fake images before D, e.g. [translation, cutout, color] (small datasets)", "str_list", choices=("color", "translation", "cutout"), nullable=True),
     },
+    "eval": {
+        "metrics": Field(None, "metrics computed during training, e.g. [fid, kid]; the first one picks the best checkpoint (checkpoints/best)", "str_list", choices=("fid", "kid", "is", "accuracy"), nullable=True),
+        "every": Field(5000, "steps between evaluations (and always at the end)", "int", min=1),
+        "n": Field(5000, "generated samples per evaluation (real features are computed once and cached)", "int", min=100),
+        "split": Field("test", "real split compared with (datasets that have splits)", "str", choices=("train", "test")),
+        "extractor": Field(None, "feature extractor (default: the dataset's domain classifier, else inception_v3)", "str", nullable=True),
+        "weights": Field(None, "extractor weights file or classifier stem (Inception offline)", "path", nullable=True),
+    },
     "log": {
         "every": Field(100, "steps between scalar logs (metrics.jsonl, TensorBoard, progress bar)", "int", min=1),
         "sample_every": Field(500, "steps between sample grids (samples/step_NNNNNN.png)", "int", min=1),

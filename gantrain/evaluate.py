@@ -189,3 +189,46 @@ def write_json(report: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+class TrainingEvaluator:
+    """Metrics during training (the config's ``eval`` section) and the best-checkpoint decision."""
+
+    def __init__(self, cfg: dict, model, source: ImageSource):
+        from gantrain.classify import test_split_for
+
+        ev = cfg["eval"]
+        self.metrics, self.n, self.seed = list(ev["metrics"]), ev["n"], cfg["seed"]
+        self.model = model
+        if "accuracy" in self.metrics and not model.conditional:
+            raise UserError("eval.metrics: accuracy needs a conditional model family (cgan, cdcgan, acgan, infogan)")
+        self.extractor = resolve_extractor(ev["extractor"], ev["weights"], cfg["data"]["loader"], source.image_shape)
+        real = (test_split_for(cfg) if ev["split"] == "test" else None) or source
+        key = {k: v for k, v in cfg["data"].items() if k not in ("batch_size", "labeled_per_class")}
+        self.real_feats = None
+        if any(m != "accuracy" for m in self.metrics):
+            self.real_feats, _, _ = real_features(real, {**key, "split": ev["split"]}, self.n, self.extractor)
+        first = self.metrics[0]
+        self.lower_is_better = LOWER_IS_BETTER[first]
+        self.best = None
+
+    def __call__(self, generator, step: int) -> dict:
+        """{'eval/fid': ..., ...} for the current weights of ``generator``."""
+        from gantrain.sampling import generate
+
+        out = {}
+        feature_metrics = [m for m in self.metrics if m != "accuracy"]
+        if feature_metrics:
+            fake_feats, fake_probs = self.extractor(generate(self.model, self.n, self.seed, generator=generator))
+            for metric, value in score(feature_metrics, self.real_feats, fake_feats, fake_probs, self.seed).items():
+                out[f"eval/{metric}"] = value["mean"] if isinstance(value, dict) else value
+        if "accuracy" in self.metrics:
+            out["eval/accuracy"] = conditional_accuracy(self.model, self.extractor, self.n, self.seed, generator=generator)["overall"]
+        return out
+
+    def is_best(self, values: dict) -> bool:
+        value = values[f"eval/{self.metrics[0]}"]
+        better = self.best is None or (value < self.best if self.lower_is_better else value > self.best)
+        if better:
+            self.best = value
+        return better

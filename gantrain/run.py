@@ -205,6 +205,14 @@ def _loop(cfg, run_dir: Path, trainer: GANTrainer, source, step: tf.Variable, ma
         labeled = labeled_subset(source)
         labeled_iterator = iter(make_pipeline(labeled, min(batch_size, len(labeled)), cfg["seed"] + 1, start_batch=start * d_steps))
     accuracy_source = test_split_for(cfg) if getattr(trainer.model, "classify", None) else None
+    evaluator, best_manager = None, None
+    if cfg["eval"]["metrics"]:
+        from gantrain.evaluate import TrainingEvaluator
+
+        trainer.model.image_shape = source.image_shape
+        evaluator = TrainingEvaluator(cfg, trainer.model, source)
+        best_manager = ckpt_lib.manager(manager.checkpoint, run_dir / "checkpoints" / "best", 1, step)
+        evaluator.best = _previous_best(run_dir, cfg["eval"]["metrics"][0])
     writer = tf.summary.create_file_writer(str(run_dir / "tb"))
     metrics_path = run_dir / "metrics.jsonl"
     _truncate_metrics(metrics_path, start)
@@ -238,6 +246,13 @@ def _loop(cfg, run_dir: Path, trainer: GANTrainer, source, step: tf.Variable, ma
                 _save_grid(trainer, grid_latent, grid_rows, run_dir, s)
             if s % log_cfg["checkpoint_every"] == 0 or s == total:
                 manager.save(checkpoint_number=s)
+                if evaluator is not None and (s % cfg["eval"]["every"] == 0 or s == total):
+                    values = evaluator(trainer.sampling_generator, s)
+                    _log_scalars(metrics_file, s, values)
+                    bar.write(f"step {s}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+                    if evaluator.is_best(values):
+                        best_manager.save(checkpoint_number=s)
+                        _write_json(run_dir / "checkpoints" / "best" / "best.json", {"step": s, "metric": cfg["eval"]["metrics"][0], **values})
                 if accuracy_source is not None:
                     acc = classifier_accuracy(trainer.model, accuracy_source)
                     _log_scalars(metrics_file, s, {"test_accuracy": acc})
@@ -251,6 +266,20 @@ def _loop(cfg, run_dir: Path, trainer: GANTrainer, source, step: tf.Variable, ma
     bar.close()
     writer.flush()
     return run_dir
+
+
+def _previous_best(run_dir: Path, metric: str):
+    path = run_dir / "checkpoints" / "best" / "best.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8")).get(f"eval/{metric}")
+    return None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _truncate_metrics(path: Path, start: int) -> None:

@@ -1,0 +1,247 @@
+"""Evaluation metrics against closed forms and an independent reference; extractors; the eval CLI."""
+
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from typer.testing import CliRunner
+
+import gantrain
+from gantrain.cli import app
+from gantrain.data import load_dataset
+from gantrain.errors import UserError
+from gantrain.evaluate import real_features
+from gantrain.extractors import get_extractor
+from gantrain.metrics import feature_statistics, frechet_distance, inception_score, kernel_inception_distance, precision_recall
+from tests.conftest import tiny_config
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+
+
+def eig_frechet(mu1, s1, mu2, s2):
+    """Independent reference: Tr sqrt(S1 S2) = sum sqrt(eig(sqrt(S1) S2 sqrt(S1))), all symmetric PSD."""
+    w, v = np.linalg.eigh(s1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = np.linalg.eigvalsh(root1 @ s2 @ root1)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(inner, 0, None)).sum())
+
+
+def test_frechet_identical_is_zero():
+    f = np.random.default_rng(0).normal(size=(500, 8))
+    mu, sigma = feature_statistics(f)
+    assert abs(frechet_distance(mu, sigma, mu, sigma)) < 1e-8
+
+
+def test_frechet_diagonal_gaussians_closed_form():
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, -1.0, 2.5])
+    s1, s2 = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(s1) - np.sqrt(s2)) ** 2).sum()
+    assert frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_frechet_matches_independent_computation():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(2000, 16)) @ rng.normal(size=(16, 16))
+    b = rng.normal(size=(2000, 16)) @ rng.normal(size=(16, 16)) + 0.5
+    stats = (*feature_statistics(a), *feature_statistics(b))
+    ours, ref = frechet_distance(*stats), eig_frechet(*stats)
+    assert abs(ours - ref) / ref < 1e-6
+
+
+def test_frechet_guards():
+    # Singular covariances (a dead feature): retried with eps * I, finite and close to the truth.
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(300, 4)), rng.normal(size=(300, 4)) + 1
+    a[:, 0] = b[:, 0] = 0.0
+    value = frechet_distance(*feature_statistics(a), *feature_statistics(b))
+    assert np.isfinite(value) and value == pytest.approx(eig_frechet(*feature_statistics(a), *feature_statistics(b)), rel=1e-3)
+    # A product with a negative eigenvalue has an imaginary square root: refused, not dropped.
+    with pytest.raises(ValueError, match="imaginary"):
+        frechet_distance(np.zeros(2), np.diag([1.0, -1.0]), np.zeros(2), np.eye(2))
+
+
+def test_kid_near_zero_for_one_distribution_and_positive_when_shifted():
+    rng = np.random.default_rng(3)
+    a, b, c = rng.normal(size=(800, 10)), rng.normal(size=(800, 10)), rng.normal(size=(800, 10)) + 1.0
+    same, same_std = kernel_inception_distance(a, b, subsets=20, subset_size=400)
+    shifted, _ = kernel_inception_distance(a, c, subsets=20, subset_size=400)
+    assert abs(same) < 3 * same_std + 1e-3
+    assert shifted > 20 * max(abs(same), 1e-3)
+
+
+def test_inception_score_extremes():
+    confident_uniform = np.eye(10)[np.arange(1000) % 10]
+    mean, std = inception_score(confident_uniform, splits=10)
+    assert mean == pytest.approx(10.0, rel=1e-6) and std < 1e-6
+    constant = np.tile(np.eye(10)[3], (1000, 1))
+    assert inception_score(constant)[0] == pytest.approx(1.0, rel=1e-6)
+
+
+def test_precision_recall_identical_and_disjoint():
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(300, 5))
+    assert precision_recall(a, a.copy()) == (1.0, 1.0)
+    p, r = precision_recall(a, a + 100.0)
+    assert p == 0.0 and r == 0.0
+    with pytest.raises(UserError):
+        precision_recall(a[:3], a[:3])
+
+
+def test_domain_fid_floor_and_noise(mnist_dir):
+    extractor = get_extractor("mnist_classifier")
+    train = load_dataset({"loader": "mnist", "root": str(mnist_dir), "split": "train"})
+    test = load_dataset({"loader": "mnist", "root": str(mnist_dir), "split": "test"})
+    t_feats, _, _ = real_features(test, {"k": "test"}, 5000, extractor)
+    tr_feats, _, _ = real_features(train, {"k": "train"}, 5000, extractor)
+    noise = np.random.default_rng(0).uniform(-1, 1, (5000, 28, 28, 1)).astype(np.float32)
+    n_feats, _ = extractor(noise)
+    floor = frechet_distance(*feature_statistics(tr_feats), *feature_statistics(t_feats))
+    noise_fid = frechet_distance(*feature_statistics(n_feats), *feature_statistics(t_feats))
+    assert floor < 2.0, floor
+    assert noise_fid > 100 * floor and noise_fid > 100, noise_fid
+
+
+@pytest.mark.parametrize("name, threshold, loader, root", [
+    ("mnist_classifier", 0.99, "mnist", "mnist"),
+    ("fashion_mnist_classifier", 0.90, "fashion_mnist", None),
+])
+def test_shipped_classifiers_reach_their_accuracy(name, threshold, loader, root, mnist_dir):
+    extractor = get_extractor(name)
+    data = {"loader": loader, "split": "test", "root": str(mnist_dir) if root else None}
+    if root is None and not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.fail("Fashion-MNIST expected from Debian: apt-get install -y dataset-fashion-mnist (.ci/run does)")
+    test = load_dataset(data)
+    _, probs = extractor(test.images.astype(np.float32) / 127.5 - 1.0)
+    accuracy = float((probs.argmax(axis=1) == test.labels).mean())
+    assert accuracy > threshold
+    assert accuracy == pytest.approx(extractor.meta["test_accuracy"], abs=1e-4)  # the record matches the weights
+
+
+def test_real_feature_cache_hit_and_miss(mnist_dir, tmp_path):
+    extractor = get_extractor("mnist_classifier")
+    test = load_dataset({"loader": "mnist", "root": str(mnist_dir), "split": "test"})
+    a, _, hit1 = real_features(test, {"k": 1}, 300, extractor)
+    b, _, hit2 = real_features(test, {"k": 1}, 300, extractor)
+    c, _, hit3 = real_features(test, {"k": 1}, 200, extractor)
+    assert (hit1, hit2, hit3) == (False, True, False)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert c.shape == (200, 128)
+    assert not list((tmp_path / "cache").rglob("*.tmp*"))  # written atomically, no leftovers
+
+
+def test_inception_v3_plumbing_with_random_weights():
+    extractor = get_extractor("inception_v3", "random")
+    grey = np.random.default_rng(0).uniform(-1, 1, (5, 28, 28, 1)).astype(np.float32)
+    feats, probs = extractor(grey, batch=2)  # 3 batches: 2 + 2 + 1
+    assert feats.shape == (5, 2048) and probs.shape == (5, 1000)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
+    rgb = np.tile(grey, (1, 1, 1, 3))
+    np.testing.assert_allclose(extractor(rgb)[0], feats, rtol=1e-4, atol=1e-5)  # grey is tiled to RGB
+    assert "random" in extractor.protocol()["weights"]
+
+
+def test_inception_v3_offline_without_weights_says_how(monkeypatch):
+    from gantrain.data.download import DownloadError
+    from gantrain.extractors import inception
+
+    def offline(*args, **kwargs):
+        raise DownloadError("no network")
+
+    monkeypatch.setattr(inception, "fetch", offline)
+    with pytest.raises(UserError, match="--weights PATH"):
+        get_extractor("inception_v3")
+    with pytest.raises(UserError, match="file not found"):
+        get_extractor("inception_v3", "/nonexistent/inception.h5")
+
+
+def test_inception_tf2015_graph_plumbing(tmp_path):
+    # A stand-in graph with the original's tensor names: ExpandDims (1, H, W, 3) in [0, 255] -> pool_3, softmax.
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3], name="ExpandDims")
+        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        tf.tile(mean[..., :1], [1, 1, 1, 2048], name="pool_3")
+        tf.nn.softmax(tf.tile(tf.reshape(mean[..., :1], [1, 1]), [1, 1008]), name="softmax")
+    pb = tmp_path / "classify_image_graph_def.pb"
+    pb.write_bytes(graph.as_graph_def().SerializeToString())
+    with tarfile.open(tmp_path / "inception-2015-12-05.tgz", "w:gz") as tar:
+        tar.add(pb, arcname="classify_image_graph_def.pb")
+    for path in (pb, tmp_path / "inception-2015-12-05.tgz"):
+        extractor = get_extractor("inception_tf2015", str(path))
+        images = np.stack([np.full((8, 8, 1), v, np.float32) for v in (-1.0, 0.0, 1.0)])
+        feats, probs = extractor(images)
+        assert feats.shape == (3, 2048) and probs.shape == (3, 1008)
+        np.testing.assert_allclose(feats[:, 0], [0.0, 127.5, 255.0], rtol=1e-6)  # fed in [0, 255]
+    (tmp_path / "bad.pb").write_bytes(b"not a graph")
+    with pytest.raises(UserError):
+        get_extractor("inception_tf2015", str(tmp_path / "bad.pb"))
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, mnist_dir):
+    tmp = tmp_path_factory.mktemp("evalruns")
+    cfg = tiny_config(mnist_dir)
+    cfg["eval"] = {"metrics": ["fid", "kid"], "every": 3, "n": 200}
+    dcgan = gantrain.fit(cfg, run_dir=tmp / "dcgan", progress=False)
+    acgan = gantrain.fit({**tiny_config(mnist_dir), "model": {"family": "acgan", "g_base_channels": 4, "g_widths": [8, 8, 4], "d_widths": [4, 8]}},
+                         overrides=["train.steps=2"], run_dir=tmp / "acgan", progress=False)
+    return {"dcgan": dcgan, "acgan": acgan}
+
+
+def test_eval_during_training_logs_and_keeps_best(tiny_runs):
+    run = tiny_runs["dcgan"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/fid" in r]
+    assert [r["step"] for r in evals] == [3, 6] and all(r["eval/kid"] == r["eval/kid"] for r in evals)
+    best = json.loads((run / "checkpoints" / "best" / "best.json").read_text())
+    assert best["eval/fid"] == pytest.approx(min(r["eval/fid"] for r in evals), rel=1e-5)  # metrics.jsonl rounds to 6 digits
+    assert (run / "checkpoints" / "best" / f"ckpt-{best['step']}.index").is_file()
+
+
+def test_eval_cli_table_and_json(tiny_runs, tmp_path):
+    run = tiny_runs["dcgan"]
+    out = tmp_path / "out.json"
+    result = runner.invoke(app, ["eval", str(run), "--fid", "--kid", "--is", "--pr", "--n", "300", "--json", str(out), "--checkpoint", "best"])
+    assert result.exit_code == 0, result.output
+    for needle in ("FID", "KID", "IS", "PR", "generated: 300", "real_split: test", "real_count: 300", "extractor: mnist_classifier", "weights_sha256", "preprocessing", "checkpoint step"):
+        assert needle in result.output, needle
+    report = json.loads(out.read_text())
+    assert report == json.loads((run / "eval.json").read_text())
+    assert {r["metric"] for r in report["results"]} == {"fid", "kid", "is", "pr"}
+    fid = next(r for r in report["results"] if r["metric"] == "fid")
+    assert fid["value"] > 0 and fid["generated"] == 300 and fid["extractor"] == "mnist_classifier"
+    default = runner.invoke(app, ["eval", str(run), "--n", "300"])
+    assert default.exit_code == 0 and "FID" in default.output and "KID" not in default.output  # FID by default
+    assert "cache hit" in default.output
+
+
+def test_eval_conditional_accuracy(tiny_runs):
+    result = runner.invoke(app, ["eval", str(tiny_runs["acgan"]), "--accuracy", "--n", "100"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tiny_runs["acgan"] / "eval.json").read_text())
+    acc = report["results"][0]
+    assert acc["metric"] == "accuracy" and 0.0 <= acc["value"] <= 1.0 and len(acc["per_class"]) == 10 and acc["generated"] == 100
+    bad = runner.invoke(app, ["eval", str(tiny_runs["dcgan"]), "--accuracy", "--n", "100"])
+    assert bad.exit_code == 2 and "takes no labels" in bad.output
+
+
+def test_eval_two_folders(tmp_path, mnist_dir):
+    test = load_dataset({"loader": "mnist", "root": str(mnist_dir), "split": "test"})
+    for name, offset in (("a", 0), ("b", 200)):
+        (tmp_path / name).mkdir()
+        for i in range(150):
+            Image.fromarray(test.images[offset + i, :, :, 0]).save(tmp_path / name / f"{i}.png")
+    args = ["eval", "--real-a", str(tmp_path / "a"), "--real-b", str(tmp_path / "b"), "--fid", "--extractor", "mnist_classifier", "--size", "28", "--channels", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "real_a_count: 150" in result.output and "FID" in result.output
+    result = runner.invoke(app, ["eval", "--real-a", str(tmp_path / "a"), "--fid"])
+    assert result.exit_code == 2 and "--real-b" in result.output
