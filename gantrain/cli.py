@@ -127,7 +127,7 @@ def sample(
         if label is not None or labels is not None or per_class is not None:
             raise UserError("--traverse draws its own rows; drop --label/--labels/--per-class")
         if not hasattr(model, "traversal"):
-            raise UserError(f"--traverse: this run's model family has no latent codes to traverse (InfoGAN has)")
+            raise UserError("--traverse: this run's model family has no latent codes to traverse (InfoGAN has)")
         images, rows = model.traversal(traverse, steps, seed)
     else:
         chosen = parse_labels(model, label, labels, per_class)

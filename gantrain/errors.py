@@ -9,3 +9,12 @@ class UserError(Exception):
     """A problem in the user's config, data or command line, with a message saying how to fix it."""
 
     exit_code = 2
+
+
+class TrainingStopped(UserError):
+    """Training had to stop for a reason outside the config (divergence, a full disk).
+
+    Printed as one line like a UserError, with its own exit code (3) so scripts can tell it apart.
+    """
+
+    exit_code = 3

@@ -9,27 +9,22 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import sys
-import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from gantrain import checkpoint as ckpt_lib
 from gantrain.config import dump, load_config, locked_differences, validate
-from gantrain.classify import classifier_accuracy, test_split_for
-from gantrain.data import load_dataset, make_pipeline
-from gantrain.data.labels import keep_labels_per_class, labeled_subset
+from gantrain.data import load_dataset
+from gantrain.data.labels import keep_labels_per_class
 from gantrain.errors import UserError
-from gantrain.images import display_scale, make_grid, save_png
 from gantrain.losses import get_loss
 from gantrain.models.base import GANModel
 from gantrain.optimizers import build_optimizer
 from gantrain.registry import MODELS
+from gantrain.loop import TrainingLoop, apply_lr_scale
 from gantrain.trainer import GANTrainer, TrainOptions
 
 GRID_SEED = 7919  # second half of the fixed sample-noise seed, apart from the training noise
@@ -124,16 +119,18 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
         options=TrainOptions.from_config(cfg),
     )
     step = tf.Variable(0, dtype=tf.int64, name="step")
-    ckpt = make_training_checkpoint(trainer, step)
+    lr_scale = tf.Variable(1.0, dtype=tf.float32, name="lr_scale")  # lowered by NaN rollbacks
+    ckpt = make_training_checkpoint(trainer, step, lr_scale)
     run_dir.mkdir(parents=True, exist_ok=True)
     manager = ckpt_lib.manager(ckpt, run_dir / "checkpoints", cfg["log"]["keep_checkpoints"], step)
     if resume is not None and manager.latest_checkpoint:
         ckpt_lib.restore(ckpt, manager.latest_checkpoint)
     elif resume is not None:
         print(f"note: {run_dir} has no checkpoint yet; starting from step 0", file=sys.stderr)
+    apply_lr_scale(cfg, trainer, lr_scale)  # the config's rates (a resumed run may change them) x rollbacks
     _write_config(run_dir, cfg)
     write_meta(run_dir, source)
-    return _loop(cfg, run_dir, trainer, source, step, manager, progress)
+    return TrainingLoop(cfg, run_dir, trainer, source, step, manager, lr_scale, progress).run()
 
 
 def write_meta(run_dir: Path, source) -> None:
@@ -152,10 +149,11 @@ def read_meta(run_dir: Path, cfg: dict) -> dict:
     return {"image_shape": list(image_shape_of(cfg)), "num_classes": 0, "class_names": []}
 
 
-def make_training_checkpoint(trainer: GANTrainer, step: tf.Variable) -> tf.train.Checkpoint:
+def make_training_checkpoint(trainer: GANTrainer, step: tf.Variable, lr_scale: tf.Variable) -> tf.train.Checkpoint:
     return ckpt_lib.make_checkpoint(
         step,
         trainer.rng,
+        lr_scale=[lr_scale],
         generator=trainer.generator.variables,
         discriminator=trainer.discriminator.variables,
         g_optimizer=trainer.g_optimizer.variables,
@@ -168,147 +166,3 @@ def _write_config(run_dir: Path, cfg: dict) -> None:
     tmp = run_dir / ".config.yaml.tmp"
     tmp.write_text(dump(cfg), encoding="utf-8")
     tmp.replace(run_dir / "config.yaml")
-
-
-class _Interrupt:
-    """Turns SIGINT/SIGTERM into a flag checked between steps, so a step is never cut in half."""
-
-    def __init__(self):
-        self.signum = None
-
-    def __enter__(self):
-        self._old = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. a notebook worker): keep the defaults
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signum is not None:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def _loop(cfg, run_dir: Path, trainer: GANTrainer, source, step: tf.Variable, manager, progress: bool) -> Path:
-    log_cfg, total = cfg["log"], cfg["train"]["steps"]
-    start = int(step.numpy())
-    batch_size, d_steps = cfg["data"]["batch_size"], cfg["train"]["d_steps"]
-    iterator = iter(make_pipeline(source, batch_size, cfg["seed"], start_batch=start * d_steps))
-    labeled_iterator = None
-    if trainer.model.uses_labeled_stream:
-        labeled = labeled_subset(source)
-        labeled_iterator = iter(make_pipeline(labeled, min(batch_size, len(labeled)), cfg["seed"] + 1, start_batch=start * d_steps))
-    accuracy_source = test_split_for(cfg) if getattr(trainer.model, "classify", None) else None
-    evaluator, best_manager = None, None
-    if cfg["eval"]["metrics"]:
-        from gantrain.evaluate import TrainingEvaluator
-
-        trainer.model.image_shape = source.image_shape
-        evaluator = TrainingEvaluator(cfg, trainer.model, source)
-        best_manager = ckpt_lib.manager(manager.checkpoint, run_dir / "checkpoints" / "best", 1, step)
-        evaluator.best = _previous_best(run_dir, cfg["eval"]["metrics"][0])
-    writer = tf.summary.create_file_writer(str(run_dir / "tb"))
-    metrics_path = run_dir / "metrics.jsonl"
-    _truncate_metrics(metrics_path, start)
-    grid_latent, grid_rows = trainer.model.grid_latent(log_cfg["num_samples"], cfg["seed"] * 1000 + GRID_SEED)
-    if start >= total:
-        print(f"{run_dir}: already trained to step {start} (train.steps = {total}); raise it with --set train.steps=N to continue")
-        return run_dir
-
-    sums, count, t_last, images_since = {}, 0, time.perf_counter(), 0
-    bar = tqdm(total=total, initial=start, disable=not progress, unit="step", dynamic_ncols=True, desc=cfg["name"])
-    with _Interrupt() as interrupt, writer.as_default(), open(metrics_path, "a", encoding="utf-8") as metrics_file:
-        while int(step.numpy()) < total:
-            out = trainer.train_step(iterator, labeled_iterator) if labeled_iterator is not None else trainer.train_step(iterator)
-            step.assign_add(1)
-            s = int(step.numpy())
-            for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            images_since += batch_size * d_steps
-            bar.update(1)
-            if s % log_cfg["every"] == 0 or s == total:
-                now = time.perf_counter()
-                row = {k: float(v.numpy()) / count for k, v in sums.items()}
-                row["images_per_sec"] = images_since / max(now - t_last, 1e-9)
-                row["lr_g"] = float(trainer.g_optimizer.learning_rate.numpy())
-                row["lr_d"] = float(trainer.d_optimizer.learning_rate.numpy())
-                _log_scalars(metrics_file, s, row)
-                bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}", ips=f"{row['images_per_sec']:.0f}")
-                sums, count, t_last, images_since = {}, 0, now, 0
-            if s % log_cfg["sample_every"] == 0 or s == total:
-                _save_grid(trainer, grid_latent, grid_rows, run_dir, s)
-            if s % log_cfg["checkpoint_every"] == 0 or s == total:
-                manager.save(checkpoint_number=s)
-                if evaluator is not None and (s % cfg["eval"]["every"] == 0 or s == total):
-                    values = evaluator(trainer.sampling_generator, s)
-                    _log_scalars(metrics_file, s, values)
-                    bar.write(f"step {s}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
-                    if evaluator.is_best(values):
-                        best_manager.save(checkpoint_number=s)
-                        _write_json(run_dir / "checkpoints" / "best" / "best.json", {"step": s, "metric": cfg["eval"]["metrics"][0], **values})
-                if accuracy_source is not None:
-                    acc = classifier_accuracy(trainer.model, accuracy_source)
-                    _log_scalars(metrics_file, s, {"test_accuracy": acc})
-                    bar.write(f"step {s}: test accuracy of D's classifier {acc:.4f} ({len(accuracy_source)} images)")
-            if interrupt.signum is not None:
-                manager.save(checkpoint_number=s)
-                bar.close()
-                name = signal.Signals(interrupt.signum).name
-                print(f"\n{name}: stopped at step {s}; checkpoint saved. Resume with: gantrain fit --resume {run_dir}", file=sys.stderr)
-                raise SystemExit(128 + interrupt.signum)
-    bar.close()
-    writer.flush()
-    return run_dir
-
-
-def _previous_best(run_dir: Path, metric: str):
-    path = run_dir / "checkpoints" / "best" / "best.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8")).get(f"eval/{metric}")
-    return None
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    tmp.replace(path)
-
-
-def _truncate_metrics(path: Path, start: int) -> None:
-    """On resume, drop log lines written after the restored checkpoint (they will be re-logged)."""
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and _step_of(line) <= start]
-    tmp = path.with_name(".metrics.jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    tmp.replace(path)
-
-
-def _step_of(line: str) -> int:
-    try:
-        return int(json.loads(line).get("step", 0))
-    except (ValueError, AttributeError):
-        return 0
-
-
-def _log_scalars(metrics_file, step: int, row: dict) -> None:
-    metrics_file.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in row.items()}}) + "\n")
-    metrics_file.flush()
-    for k, v in row.items():
-        tf.summary.scalar(k, v, step=step)
-
-
-def _save_grid(trainer: GANTrainer, latent: dict, rows, run_dir: Path, step: int) -> None:
-    images = trainer.model.generate(latent, training=False, generator=trainer.sampling_generator).numpy()
-    grid = make_grid(images, rows=rows)
-    save_png(grid, run_dir / "samples" / f"step_{step:06d}.png", scale=display_scale(images.shape[1]))
-    tf.summary.image("samples", grid[None], step=step)
-

@@ -99,6 +99,7 @@ class GANTrainer:
         self._d_update = tf.function(self._d_update_eager, jit_compile=opts.jit_compile)
         self._g_update = tf.function(self._g_update_eager, jit_compile=opts.jit_compile)
         self.train_step = tf.function(self._train_step_eager)
+        self.train_steps = tf.function(self._train_steps_eager)
 
     @property
     def sampling_generator(self) -> keras.Model:
@@ -211,6 +212,19 @@ class GANTrainer:
         latent = self.model.sample_latent(self.rng, self.batch_size)
         metrics.update(self._g_update(latent, real_images, labels, self.rng.make_seeds(1)[:, 0]))
         return metrics
+
+
+    def _train_steps_eager(self, iterator, k, labeled_iterator=None):
+        """``k`` training steps in one compiled call; returns the per-metric sums over them.
+
+        Fewer Python round trips per step: what makes small models (the MLP GAN at batch 32) fast.
+        ``k`` is a tensor, so one trace serves every call length.
+        """
+        sums = self._train_step_eager(iterator, labeled_iterator)
+        for _ in tf.range(k - 1):
+            metrics = self._train_step_eager(iterator, labeled_iterator)
+            sums = {key: sums[key] + metrics[key] for key in sums}
+        return sums
 
 
 def _check_gradients(grads, variables, network: str) -> None:

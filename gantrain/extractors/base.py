@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from gantrain.errors import UserError
-from gantrain.extractors.classifier import SHIPPED, load_classifier, sha256
+from gantrain.extractors.classifier import SHIPPED, load_classifier
 from gantrain.registry import EXTRACTORS
 
 

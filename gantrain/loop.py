@@ -1,0 +1,281 @@
+"""The step loop of ``fit`` and its hooks.
+
+Hooks run on exact step boundaries: scalar logs (metrics.jsonl, TensorBoard, progress bar) every
+``log.every`` steps, a grid from fixed noise every ``log.sample_every``, a checkpoint every
+``log.checkpoint_every`` (then evaluation and classifier accuracy when configured), and always at
+the end. Between boundaries, up to ``train.steps_per_call`` steps run in one compiled call.
+
+Failure handling: SIGINT/SIGTERM finish the current call, save a checkpoint and exit 130/143; a
+non-finite loss stops (or rolls back, ``train.on_nan``) without ever saving the bad weights; a
+checkpoint that cannot be written stops with the reason while the earlier ones stay intact.
+Test hooks (environment): ``GANTRAIN_FAULT_CHECKPOINT_DELAY=S`` sleeps S seconds between writing a
+checkpoint's data and publishing it in the index (to kill a run mid-save), and
+``GANTRAIN_FAULT_NAN_STEP=N`` poisons one discriminator weight with NaN before step N.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import tensorflow as tf
+from tqdm import tqdm
+
+from gantrain import checkpoint as ckpt_lib
+from gantrain.classify import classifier_accuracy, test_split_for
+from gantrain.data import make_pipeline
+from gantrain.data.labels import labeled_subset
+from gantrain.errors import TrainingStopped
+from gantrain.images import display_scale, make_grid, save_png
+
+GRID_SEED = 7919  # mixed into the fixed sample-noise seed, apart from the training noise
+
+
+class Interrupt:
+    """Turns SIGINT/SIGTERM into a flag checked between calls, so a step is never cut in half."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a notebook worker): keep the defaults
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class TrainingLoop:
+    def __init__(self, cfg, run_dir: Path, trainer, source, step: tf.Variable, manager, lr_scale: tf.Variable, progress: bool):
+        self.cfg, self.run_dir, self.trainer, self.source = cfg, run_dir, trainer, source
+        self.step, self.manager, self.lr_scale, self.progress = step, manager, lr_scale, progress
+        self.total = cfg["train"]["steps"]
+        self.batch_size, self.d_steps = cfg["data"]["batch_size"], cfg["train"]["d_steps"]
+        self.rollbacks = 0
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.accuracy_source = test_split_for(cfg) if getattr(trainer.model, "classify", None) else None
+        self.evaluator, self.best_manager = None, None
+        if cfg["eval"]["metrics"]:
+            from gantrain.evaluate import TrainingEvaluator
+
+            trainer.model.image_shape = source.image_shape
+            self.evaluator = TrainingEvaluator(cfg, trainer.model, source)
+            self.best_manager = ckpt_lib.manager(manager.checkpoint, run_dir / "checkpoints" / "best", 1, step)
+            self.evaluator.best = _previous_best(run_dir, cfg["eval"]["metrics"][0])
+        self.grid_latent, self.grid_rows = trainer.model.grid_latent(cfg["log"]["num_samples"], cfg["seed"] * 1000 + GRID_SEED)
+        self.nan_step = int(os.environ.get("GANTRAIN_FAULT_NAN_STEP", "0") or 0)
+        self.auto_steps = 1  # grows once a call's duration is known (the first one includes tracing)
+
+    # -- data -------------------------------------------------------------------------------------
+    def _iterators(self):
+        start = int(self.step.numpy()) * self.d_steps
+        iterator = iter(make_pipeline(self.source, self.batch_size, self.cfg["seed"], start_batch=start))
+        labeled = None
+        if self.trainer.model.uses_labeled_stream:
+            subset = labeled_subset(self.source)
+            labeled = iter(make_pipeline(subset, min(self.batch_size, len(subset)), self.cfg["seed"] + 1, start_batch=start))
+        return iterator, labeled
+
+    def _call_length(self, s: int) -> int:
+        """Steps until the next hook boundary, capped by train.steps_per_call."""
+        log = self.cfg["log"]
+        intervals = [log["every"], log["sample_every"], log["checkpoint_every"]]
+        if self.nan_step > s:
+            intervals.append(self.nan_step - 1)
+        nxt = min([self.total] + [(s // i + 1) * i for i in intervals])
+        return max(1, min(self.cfg["train"]["steps_per_call"] or self.auto_steps, nxt - s))
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self) -> Path:
+        start = int(self.step.numpy())
+        _truncate_metrics(self.metrics_path, start)
+        if start >= self.total:
+            print(f"{self.run_dir}: already trained to step {start} (train.steps = {self.total}); raise it with --set train.steps=N to continue")
+            return self.run_dir
+        writer = tf.summary.create_file_writer(str(self.run_dir / "tb"))
+        iterator, labeled = self._iterators()
+        sums, count, t_last, images = {}, 0, time.perf_counter(), 0
+        bar = tqdm(total=self.total, initial=start, disable=not self.progress, unit="step", dynamic_ncols=True, desc=self.cfg["name"])
+        self.bar = bar
+        try:
+            with Interrupt() as interrupt, writer.as_default():
+                while int(self.step.numpy()) < self.total:
+                    s0 = int(self.step.numpy())
+                    if self.nan_step and s0 + 1 == self.nan_step:
+                        var = self.trainer.discriminator.trainable_variables[0]
+                        var.assign(tf.fill(var.shape, float("nan")))
+                    k = self._call_length(s0)
+                    args = (iterator, tf.constant(k, tf.int32)) + ((labeled,) if labeled is not None else ())
+                    t_call = time.perf_counter()
+                    out = self.trainer.train_steps(*args)
+                    bad = _first_non_finite(out)
+                    per_step = (time.perf_counter() - t_call) / k
+                    self.auto_steps = max(1, min(50, int(0.25 / max(per_step, 1e-5))))
+                    if bad is not None:
+                        self._on_non_finite(s0 + k, *bad)
+                        iterator, labeled = self._iterators()
+                        sums, count, t_last, images = {}, 0, time.perf_counter(), 0
+                        bar.n = int(self.step.numpy())
+                        bar.refresh()
+                        continue
+                    self.step.assign_add(k)
+                    s = s0 + k
+                    for key, v in out.items():
+                        sums[key] = sums.get(key, 0.0) + v
+                    count += k
+                    images += self.batch_size * self.d_steps * k
+                    bar.update(k)
+                    if self._due(s, "every"):
+                        now = time.perf_counter()
+                        row = {key: float(v.numpy()) / count for key, v in sums.items()}
+                        row["images_per_sec"] = images / max(now - t_last, 1e-9)
+                        row["lr_g"] = float(self.trainer.g_optimizer.learning_rate.numpy())
+                        row["lr_d"] = float(self.trainer.d_optimizer.learning_rate.numpy())
+                        self._log(s, row)
+                        bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}", ips=f"{row['images_per_sec']:.0f}")
+                        sums, count, t_last, images = {}, 0, now, 0
+                    if self._due(s, "sample_every"):
+                        self._grid(s)
+                    if self._due(s, "checkpoint_every"):
+                        self._save(s)
+                        self._evaluate(s)
+                    if interrupt.signum is not None:
+                        self._save(s)
+                        bar.close()
+                        name = signal.Signals(interrupt.signum).name
+                        print(f"\n{name}: stopped at step {s}; checkpoint saved. Resume with: gantrain fit --resume {self.run_dir}", file=sys.stderr)
+                        raise SystemExit(128 + interrupt.signum)
+        finally:
+            bar.close()
+            writer.flush()
+        return self.run_dir
+
+    def _due(self, s: int, key: str) -> bool:
+        return s % self.cfg["log"][key] == 0 or s == self.total
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def _log(self, s: int, row: dict) -> None:
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": s, **{k: round(v, 6) for k, v in row.items()}}) + "\n")
+        except OSError as err:
+            raise TrainingStopped(f"{self.metrics_path}: cannot write ({err.strerror}); free disk space, then gantrain fit --resume {self.run_dir}") from None
+        for k, v in row.items():
+            tf.summary.scalar(k, v, step=s)
+
+    def _grid(self, s: int) -> None:
+        model = self.trainer.model
+        images = model.generate(self.grid_latent, training=False, generator=self.trainer.sampling_generator).numpy()
+        grid = make_grid(images, rows=self.grid_rows)
+        try:
+            save_png(grid, self.run_dir / "samples" / f"step_{s:06d}.png", scale=display_scale(images.shape[1]))
+        except OSError as err:
+            raise TrainingStopped(f"{self.run_dir / 'samples'}: cannot write the sample grid ({err.strerror}); previous checkpoints are intact") from None
+        tf.summary.image("samples", grid[None], step=s)
+
+    def _save(self, s: int, manager=None) -> None:
+        manager = manager or self.manager
+        if not all(bool(tf.reduce_all(tf.math.is_finite(v)).numpy()) for v in self.trainer.generator.trainable_variables + self.trainer.discriminator.trainable_variables):
+            raise TrainingStopped(f"step {s}: the weights hold NaN or infinity; not saving them. Last good checkpoint: {self.manager.latest_checkpoint}")
+        delay = float(os.environ.get("GANTRAIN_FAULT_CHECKPOINT_DELAY", "0") or 0)
+        options = tf.train.CheckpointOptions(experimental_write_callbacks=[lambda path: time.sleep(delay)]) if delay else None
+        try:
+            manager.save(checkpoint_number=s, options=options)
+        except (OSError, tf.errors.OpError) as err:
+            reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0][:200]
+            raise TrainingStopped(
+                f"cannot write the step-{s} checkpoint in {manager.directory} ({reason}); the earlier checkpoints are intact "
+                f"(latest: {self.manager.latest_checkpoint}). Free disk space or fix permissions, then gantrain fit --resume {self.run_dir}"
+            ) from None
+
+    def _evaluate(self, s: int) -> None:
+        if self.evaluator is not None and (s % self.cfg["eval"]["every"] == 0 or s == self.total):
+            values = self.evaluator(self.trainer.sampling_generator, s)
+            self._log(s, values)
+            self.bar.write(f"step {s}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+            if self.evaluator.is_best(values):
+                self._save(s, self.best_manager)
+                _write_json(self.run_dir / "checkpoints" / "best" / "best.json", {"step": s, "metric": self.cfg["eval"]["metrics"][0], **values})
+        if self.accuracy_source is not None:
+            acc = classifier_accuracy(self.trainer.model, self.accuracy_source)
+            self._log(s, {"test_accuracy": acc})
+            self.bar.write(f"step {s}: test accuracy of D's classifier {acc:.4f} ({len(self.accuracy_source)} images)")
+
+    def _on_non_finite(self, s: int, key: str, value: float) -> None:
+        latest = self.manager.latest_checkpoint
+        what = f"step {s}: {key} is {value} (non-finite)"
+        if self.cfg["train"]["on_nan"] == "stop" or latest is None:
+            hint = "" if latest else " (and there is no checkpoint to roll back to)"
+            raise TrainingStopped(f"{what}; training stopped{hint}. Last good checkpoint: {latest}. "
+                                  "Lower the learning rates, or set train.on_nan: rollback to recover automatically")
+        if self.rollbacks >= self.cfg["train"]["nan_max_rollbacks"]:
+            raise TrainingStopped(f"{what} after {self.rollbacks} rollbacks (train.nan_max_rollbacks); stopped. Last good checkpoint: {latest}")
+        self.rollbacks += 1
+        ckpt_lib.restore(self.manager.checkpoint, latest)
+        self.lr_scale.assign(self.lr_scale * self.cfg["train"]["nan_lr_factor"])
+        apply_lr_scale(self.cfg, self.trainer, self.lr_scale)
+        _truncate_metrics(self.metrics_path, int(self.step.numpy()))
+        self.bar.write(f"{what}; rolled back to {Path(latest).name}, learning rates x{float(self.lr_scale.numpy()):.3g} "
+                       f"(rollback {self.rollbacks} of {self.cfg['train']['nan_max_rollbacks']})")
+
+
+def apply_lr_scale(cfg: dict, trainer, lr_scale: tf.Variable) -> None:
+    """Learning rates = the config's rates x the rollback scale (kept in checkpoints)."""
+    scale = float(lr_scale.numpy())
+    trainer.g_optimizer.learning_rate.assign(cfg["optimizer"]["generator"]["learning_rate"] * scale)
+    trainer.d_optimizer.learning_rate.assign(cfg["optimizer"]["discriminator"]["learning_rate"] * scale)
+
+
+def _first_non_finite(out: dict):
+    values = {k: float(v.numpy()) for k, v in out.items()}
+    for k, v in values.items():
+        if not math.isfinite(v):
+            return k, v
+    return None
+
+
+def _previous_best(run_dir: Path, metric: str):
+    path = run_dir / "checkpoints" / "best" / "best.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8")).get(f"eval/{metric}")
+    return None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _truncate_metrics(path: Path, start: int) -> None:
+    """On resume or rollback, drop log lines written after the restored step (they will be re-logged)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and _step_of(line) <= start]
+    tmp = path.with_name(".metrics.jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 0
