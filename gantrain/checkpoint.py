@@ -19,7 +19,8 @@ from gantrain.errors import UserError
 
 
 def _indexed(variables) -> dict:
-    return {f"{i:04d}": getattr(v, "value", v) for i, v in enumerate(variables)}
+    # Keras variables wrap a tf.Variable in `.value`; plain tf.Variables (whose `.value` is a method) go in as they are.
+    return {f"{i:04d}": (v if isinstance(v, tf.Variable) else v.value) for i, v in enumerate(variables)}
 
 
 def make_checkpoint(step: tf.Variable, rng: tf.random.Generator | None = None, **groups) -> tf.train.Checkpoint:

@@ -118,6 +118,7 @@ class TrainingLoop:
                 while int(self.step.numpy()) < self.total:
                     s0 = int(self.step.numpy())
                     if self.nan_step and s0 + 1 == self.nan_step:
+                        self.nan_step = 0  # a one-off fault, like a transient blow-up
                         var = self.trainer.discriminator.trainable_variables[0]
                         var.assign(tf.fill(var.shape, float("nan")))
                     k = self._call_length(s0)

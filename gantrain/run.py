@@ -57,6 +57,8 @@ def prepare_run_dir(cfg: dict, run_dir: Path | None, resume: Path | None, overwr
             raise UserError(f"cannot resume {resume} with a different architecture; changed keys: {'; '.join(changed)}")
         return resume
     run_dir = run_dir or Path("runs") / cfg["name"]
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir}: is a file, not a directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise UserError(
@@ -121,7 +123,13 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     step = tf.Variable(0, dtype=tf.int64, name="step")
     lr_scale = tf.Variable(1.0, dtype=tf.float32, name="lr_scale")  # lowered by NaN rollbacks
     ckpt = make_training_checkpoint(trainer, step, lr_scale)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"{run_dir}: cannot write the run directory ({err.strerror}); choose another with --run-dir") from None
     manager = ckpt_lib.manager(ckpt, run_dir / "checkpoints", cfg["log"]["keep_checkpoints"], step)
     if resume is not None and manager.latest_checkpoint:
         ckpt_lib.restore(ckpt, manager.latest_checkpoint)
