@@ -61,6 +61,7 @@ SCHEMA: dict = {
         "steps": Field(10000, "training length in generator updates", "int", min=1),
         "epochs": Field(None, "if set, overrides steps: passes over the data, in discriminator batches", "float", min=0, min_exclusive=True, nullable=True),
         "d_steps": Field(1, "discriminator updates per generator update (n_critic)", "int", min=1, max=100),
+        "update": Field("auto", "alternating (D step, then G step with fresh noise), simultaneous (both from one forward pass, as the TF tutorial; d_steps 1 only) or auto (simultaneous when d_steps is 1)", "str", choices=("auto", "alternating", "simultaneous")),
         "jit_compile": Field(False, "compile the training step with XLA", "bool"),
         "steps_per_call": Field(None, "training steps per compiled call (fewer Python round trips); null = automatic (about 0.25 s of work per call, at most 50); hook cadence stays exact", "int", min=1, max=1000, nullable=True),
         "deterministic": Field(False, "enable TensorFlow op determinism (bit-identical reruns on CPU; slower)", "bool"),
@@ -231,6 +232,8 @@ def check_combinations(cfg: dict, ctx: Context) -> None:
     smoothing = (cfg["loss"]["real_target"], cfg["loss"]["fake_target"], cfg["loss"]["target_noise"], cfg["loss"]["g_target"]) != (1.0, 0.0, 0.0, 1.0)
     if smoothing and not loss.uses_targets:
         ctx.fail(("loss", "real_target"), f"label smoothing and noisy labels set targets for BCE or least-squares losses; loss {name!r} has no targets")
+    if cfg["train"]["update"] == "simultaneous" and cfg["train"]["d_steps"] != 1:
+        ctx.fail(("train", "update"), "simultaneous updates take one D step per G step; set train.d_steps: 1 or train.update: alternating")
     if cfg["loss"]["real_target"] <= cfg["loss"]["fake_target"]:
         ctx.fail(("loss", "real_target"), "must be above loss.fake_target")
 

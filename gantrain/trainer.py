@@ -40,6 +40,7 @@ class TrainOptions:
     hist_avg_generator: float = 0.0
     hist_avg_discriminator: float = 0.0
     diffaugment: tuple = ()
+    simultaneous: bool = False  # one forward pass feeds both updates (the TF tutorial's step); d_steps 1 only
 
     @classmethod
     def from_config(cls, config: dict) -> "TrainOptions":
@@ -60,6 +61,7 @@ class TrainOptions:
             hist_avg_generator=train["historical_averaging"]["generator"],
             hist_avg_discriminator=train["historical_averaging"]["discriminator"],
             diffaugment=tuple(train["diffaugment"] or ()),
+            simultaneous=train["update"] == "simultaneous" or (train["update"] == "auto" and train["d_steps"] == 1),
         )
 
 
@@ -98,6 +100,7 @@ class GANTrainer:
             model.enable_features()
         self._d_update = tf.function(self._d_update_eager, jit_compile=opts.jit_compile)
         self._g_update = tf.function(self._g_update_eager, jit_compile=opts.jit_compile)
+        self._joint_update = tf.function(self._joint_update_eager, jit_compile=opts.jit_compile)
         self.train_step = tf.function(self._train_step_eager)
         self.train_steps = tf.function(self._train_steps_eager)
 
@@ -139,27 +142,47 @@ class GANTrainer:
         return None
 
     # -- updates ----------------------------------------------------------------------------------
-    def _d_update_eager(self, real_images, labels, latent, seed, labeled=None):
-        D, model, o = self.discriminator, self.model, self.options
-        real_target, fake_target = self._targets(tf.shape(real_images)[0])
-        seeds = tf.random.experimental.stateless_split(seed, 2)
-        with tf.GradientTape() as tape:
-            fake_images = model.generate(latent, training=True)
-            real_in, fake_in = self._augment(real_images, seeds[0]), self._augment(fake_images, seeds[1])
-            real_out = model.discriminate(real_in, labels, training=True)
-            fake_out = model.discriminate(fake_in, latent.get("labels"), training=True)
-            if self.loss.uses_targets:
-                adversarial = self.loss.d_loss(real_out["logits"], fake_out["logits"], real_target, fake_target)
-            else:
-                adversarial = self.loss.d_loss(real_out["logits"], fake_out["logits"])
-            extra = dict(model.d_extra_losses(real_out, fake_out, labels, latent, labeled))
-            penalty = self._penalty(real_in, fake_in, labels, latent.get("labels"))
-            if penalty is not None:
-                extra[o.penalty] = penalty
-            if self.d_history:
-                extra["hist_avg"] = o.hist_avg_discriminator * self.d_history.penalty()
-            d_loss = tf.add_n([adversarial, *extra.values()])
-        grads = tape.gradient(d_loss, D.trainable_variables)
+    # -- losses (inside a tape) ------------------------------------------------------------------
+    def _d_losses(self, real_in, fake_in, real_out, fake_out, labels, latent, labeled):
+        o = self.options
+        real_target, fake_target = self._targets(tf.shape(real_in)[0])
+        if self.loss.uses_targets:
+            adversarial = self.loss.d_loss(real_out["logits"], fake_out["logits"], real_target, fake_target)
+        else:
+            adversarial = self.loss.d_loss(real_out["logits"], fake_out["logits"])
+        extra = dict(self.model.d_extra_losses(real_out, fake_out, labels, latent, labeled))
+        penalty = self._penalty(real_in, fake_in, labels, latent.get("labels"))
+        if penalty is not None:
+            extra[o.penalty] = penalty
+        if self.d_history:
+            extra["hist_avg"] = o.hist_avg_discriminator * self.d_history.penalty()
+        metrics = {
+            "d_loss": tf.add_n([adversarial, *extra.values()]),
+            **({"d_adv_loss": adversarial} if extra else {}),
+            **{f"d_{k}": v for k, v in extra.items()},
+            # Mean D(x) and D(G(z)) as probabilities (for critics: of the raw score): 0.5/0.5 is the equilibrium.
+            "d_real": tf.reduce_mean(tf.sigmoid(tf.cast(real_out["logits"], tf.float32))),
+            "d_fake": tf.reduce_mean(tf.sigmoid(tf.cast(fake_out["logits"], tf.float32))),
+        }
+        return metrics
+
+    def _g_losses(self, fake_out, real_out_fn, latent):
+        o = self.options
+        if self.loss.uses_targets:
+            adversarial = self.loss.g_loss(fake_out["logits"], o.g_target)
+        else:
+            adversarial = self.loss.g_loss(fake_out["logits"])
+        extra = dict(self.model.g_extra_losses(fake_out, latent))
+        if o.feature_matching != "none":
+            extra["feature_matching"] = o.feature_matching_weight * losses.feature_matching_loss(real_out_fn()["features"], fake_out["features"])
+        if self.g_history:
+            extra["hist_avg"] = o.hist_avg_generator * self.g_history.penalty()
+        terms = [*extra.values()] + ([] if o.feature_matching == "replace" else [adversarial])
+        return {"g_loss": tf.add_n(terms), **({"g_adv_loss": adversarial} if extra else {}), **{f"g_{k}": v for k, v in extra.items()}}
+
+    # -- applying gradients -----------------------------------------------------------------------
+    def _apply_d(self, grads):
+        D, o = self.discriminator, self.options
         _check_gradients(grads, D.trainable_variables, "discriminator")
         self.d_optimizer.apply(grads, D.trainable_variables)
         if o.d_clip_value is not None:
@@ -167,43 +190,68 @@ class GANTrainer:
                 v.assign(tf.clip_by_value(v, -o.d_clip_value, o.d_clip_value))
         if self.d_history:
             self.d_history.update()
-        return {
-            "d_loss": d_loss,
-            **({"d_adv_loss": adversarial} if extra else {}),
-            **{f"d_{k}": v for k, v in extra.items()},
-            # Mean D(x) and D(G(z)) as probabilities (for critics: of the raw score): 0.5/0.5 is the equilibrium.
-            "d_real": tf.reduce_mean(tf.sigmoid(tf.cast(real_out["logits"], tf.float32))),
-            "d_fake": tf.reduce_mean(tf.sigmoid(tf.cast(fake_out["logits"], tf.float32))),
-        }
 
-    def _g_update_eager(self, latent, real_images, real_labels, seed):
-        G, model, o = self.generator, self.model, self.options
-        seeds = tf.random.experimental.stateless_split(seed, 2)
-        with tf.GradientTape() as tape:
-            fake_out = model.discriminate(self._augment(model.generate(latent, training=True), seeds[0]), latent.get("labels"), training=True)
-            if self.loss.uses_targets:
-                adversarial = self.loss.g_loss(fake_out["logits"], o.g_target)
-            else:
-                adversarial = self.loss.g_loss(fake_out["logits"])
-            extra = dict(model.g_extra_losses(fake_out, latent))
-            if o.feature_matching != "none":
-                real_out = model.discriminate(self._augment(real_images, seeds[1]), real_labels, training=True)
-                extra["feature_matching"] = o.feature_matching_weight * losses.feature_matching_loss(real_out["features"], fake_out["features"])
-            if self.g_history:
-                extra["hist_avg"] = o.hist_avg_generator * self.g_history.penalty()
-            terms = [*extra.values()] + ([] if o.feature_matching == "replace" else [adversarial])
-            g_loss = tf.add_n(terms)
-        grads = tape.gradient(g_loss, G.trainable_variables)
+    def _apply_g(self, grads):
+        G = self.generator
         _check_gradients(grads, G.trainable_variables, "generator")
         self.g_optimizer.apply(grads, G.trainable_variables)
         if self.g_history:
             self.g_history.update()
         if self.ema:
             self.ema.update()
-        return {"g_loss": g_loss, **({"g_adv_loss": adversarial} if extra else {}), **{f"g_{k}": v for k, v in extra.items()}}
+
+    # -- updates ----------------------------------------------------------------------------------
+    def _d_update_eager(self, real_images, labels, latent, seed, labeled=None):
+        model = self.model
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        with tf.GradientTape() as tape:
+            fake_images = model.generate(latent, training=True)
+            real_in, fake_in = self._augment(real_images, seeds[0]), self._augment(fake_images, seeds[1])
+            real_out = model.discriminate(real_in, labels, training=True)
+            fake_out = model.discriminate(fake_in, latent.get("labels"), training=True)
+            metrics = self._d_losses(real_in, fake_in, real_out, fake_out, labels, latent, labeled)
+        self._apply_d(tape.gradient(metrics["d_loss"], self.discriminator.trainable_variables))
+        return metrics
+
+    def _g_update_eager(self, latent, real_images, real_labels, seed):
+        model = self.model
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        with tf.GradientTape() as tape:
+            fake_out = model.discriminate(self._augment(model.generate(latent, training=True), seeds[0]), latent.get("labels"), training=True)
+            real_out_fn = lambda: model.discriminate(self._augment(real_images, seeds[1]), real_labels, training=True)  # noqa: E731
+            metrics = self._g_losses(fake_out, real_out_fn, latent)
+        self._apply_g(tape.gradient(metrics["g_loss"], self.generator.trainable_variables))
+        return metrics
+
+    def _joint_update_eager(self, real_images, labels, latent, seed, labeled=None):
+        """Both updates from one forward pass, as the TensorFlow DCGAN tutorial does.
+
+        G's gradient is taken through D's weights *before* this step's D update (the updates are
+        simultaneous rather than alternating), and G(z), D(x), D(G(z)) are computed once instead of
+        twice: about a third less work per step.
+        """
+        model = self.model
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake_images = model.generate(latent, training=True)
+            real_in, fake_in = self._augment(real_images, seeds[0]), self._augment(fake_images, seeds[1])
+            real_out = model.discriminate(real_in, labels, training=True)
+            fake_out = model.discriminate(fake_in, latent.get("labels"), training=True)
+            d_metrics = self._d_losses(real_in, fake_in, real_out, fake_out, labels, latent, labeled)
+            g_metrics = self._g_losses(fake_out, lambda: real_out, latent)
+        d_grads = d_tape.gradient(d_metrics["d_loss"], self.discriminator.trainable_variables)
+        g_grads = g_tape.gradient(g_metrics["g_loss"], self.generator.trainable_variables)
+        self._apply_d(d_grads)
+        self._apply_g(g_grads)
+        return {**d_metrics, **g_metrics}
 
     def _train_step_eager(self, iterator, labeled_iterator=None):
         """One generator update preceded by ``d_steps`` discriminator updates on fresh real batches."""
+        if self.options.simultaneous:
+            real_images, labels = next(iterator)
+            labeled = next(labeled_iterator) if labeled_iterator is not None else None
+            latent = self.model.sample_latent(self.rng, self.batch_size)
+            return self._joint_update(real_images, labels, latent, self.rng.make_seeds(1)[:, 0], labeled)
         for _ in range(self.d_steps):  # unrolled at trace time: d_steps is a small constant
             real_images, labels = next(iterator)
             labeled = next(labeled_iterator) if labeled_iterator is not None else None

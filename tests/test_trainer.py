@@ -6,7 +6,7 @@ from gantrain.data import load_dataset, make_pipeline
 from gantrain.losses import get_loss
 from gantrain.optimizers import build_optimizer
 from gantrain.run import build_model
-from gantrain.trainer import GANTrainer
+from gantrain.trainer import GANTrainer, TrainOptions
 from tests.conftest import tiny_config
 
 
@@ -54,3 +54,26 @@ def test_train_step_runs_d_steps_discriminator_updates(mnist_dir):
     assert int(trainer.d_optimizer.iterations.numpy()) == 3
     assert int(trainer.g_optimizer.iterations.numpy()) == 1
     assert all(np.isfinite(float(v)) for v in out.values())
+
+
+def _twin(mnist_dir, **train):
+    cfg = validate({**tiny_config(mnist_dir, **train), "model": {"family": "dcgan", "latent_dim": 8, "g_widths": [8, 4], "d_widths": [4], "dropout": 0.0}})
+    model = build_model(cfg, (28, 28, 1), 10)  # seeded: every call builds identical weights
+    return GANTrainer(model, build_optimizer(cfg["optimizer"]["generator"]), build_optimizer(cfg["optimizer"]["discriminator"]),
+                      get_loss("non_saturating"), 16, seed=1, options=TrainOptions.from_config(cfg))
+
+
+def test_simultaneous_update_equals_d_step_and_g_step_on_pre_update_weights(mnist_dir):
+    joint, d_only, g_only = _twin(mnist_dir), _twin(mnist_dir), _twin(mnist_dir)
+    assert joint.options.simultaneous  # auto with d_steps 1
+    assert not _twin(mnist_dir, d_steps=2).options.simultaneous
+    real, labels = next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0)))
+    latent = joint.model.sample_latent(tf.random.Generator.from_seed(5), 16)
+    seed = tf.constant([1, 2], tf.int64)
+    joint._joint_update(real, labels, latent, seed)
+    d_only._d_update(real, labels, latent, seed)
+    g_only._g_update(latent, real, labels, seed)  # D untouched: the pre-update weights
+    for a, b in zip(joint.discriminator.trainable_variables, d_only.discriminator.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(joint.generator.trainable_variables, g_only.generator.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
