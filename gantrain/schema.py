@@ -176,12 +176,10 @@ def resolve_select(spec: Select, user: Any, path: tuple, ctx: Context) -> dict:
         ctx.fail(path + (spec.key,), f"required; choose one of {', '.join(spec.registry.names())}")
     if not isinstance(name, str):
         ctx.fail(path + (spec.key,), f"expected a name, got {name!r}")
-    if name not in spec.registry:
-        try:
-            spec.registry.entry(name)
-        except UserError as err:
-            ctx.fail(path + (spec.key,), str(err))
-    entry = spec.registry.entry(name)
+    try:
+        entry = spec.registry.entry(name)
+    except UserError as err:  # re-raised with the file line of the key
+        ctx.fail(path + (spec.key,), str(err))
     full = {spec.key: Field(name, spec.doc, "str")}
     full.update(spec.common or {})
     full.update(entry.schema)

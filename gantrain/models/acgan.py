@@ -16,9 +16,9 @@ import keras
 from keras import layers
 
 from gantrain.losses import class_cross_entropy
-from gantrain.models.base import LATENT_DIM, Family
-from gantrain.models.blocks import CONV_SCHEMA, check_conv_shape, conv_trunk, upsampling_generator
-from gantrain.models.conditional import ConditionalGANModel, label_times_noise
+from gantrain.models.base import LATENT_DIM
+from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, conv_trunk
+from gantrain.models.conditional import ConditionalGANModel, conditional_conv_generator
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -46,14 +46,10 @@ class ACGANModel(ConditionalGANModel):
         return {"class_loss": self.class_loss_weight * class_cross_entropy(latent["labels"], fake_out["class_logits"])}
 
 
-class ACGan(Family):
-    def check(self, params, image_shape):
-        return check_conv_shape(params, image_shape)
-
+class ACGan(ConvFamily):
     def build(self, params, image_shape, num_classes):
         classes = max(num_classes, 1)
-        z, label, x = label_times_noise(params["latent_dim"], classes)
-        generator = keras.Model([z, label], upsampling_generator(x, image_shape, params), name="generator")
+        generator = conditional_conv_generator(params, image_shape, classes)
 
         images = keras.Input(image_shape, name="images")
         features = conv_trunk(images, params)

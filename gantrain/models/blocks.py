@@ -12,6 +12,7 @@ import math
 
 from keras import layers
 
+from gantrain.models.base import Family
 from gantrain.models.layers import D_NORMS, G_NORMS, MINIBATCH_SCHEMA, maybe_spectral, minibatch, normalize
 from gantrain.schema import Field
 
@@ -25,6 +26,13 @@ CONV_SCHEMA = {
     "g_norm": Field("batch", "normalisation in G: batch (the reference), instance or none", "str", choices=G_NORMS),
     **MINIBATCH_SCHEMA,
 }
+
+
+class ConvFamily(Family):
+    """A family built on the shared convolutional G and D body: it shares the shape rule."""
+
+    def check(self, params: dict, image_shape: tuple) -> str | None:
+        return check_conv_shape(params, image_shape)
 
 
 def check_conv_shape(params: dict, image_shape: tuple) -> str | None:

@@ -9,22 +9,18 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from gantrain.models.base import LATENT_DIM, Family
-from gantrain.models.blocks import CONV_SCHEMA, check_conv_shape, conv_trunk, upsampling_generator
-from gantrain.models.conditional import ConditionalGANModel, label_times_image, label_times_noise
+from gantrain.models.base import LATENT_DIM
+from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, conv_trunk
+from gantrain.models.conditional import ConditionalGANModel, conditional_conv_generator, label_times_image
 from gantrain.registry import MODELS
 
 SCHEMA = {"latent_dim": LATENT_DIM, **CONV_SCHEMA}
 
 
-class CDCGan(Family):
-    def check(self, params, image_shape):
-        return check_conv_shape(params, image_shape)
-
+class CDCGan(ConvFamily):
     def build(self, params, image_shape, num_classes):
         classes = max(num_classes, 1)
-        z, label, x = label_times_noise(params["latent_dim"], classes)
-        generator = keras.Model([z, label], upsampling_generator(x, image_shape, params), name="generator")
+        generator = conditional_conv_generator(params, image_shape, classes)
 
         images, d_label, x = label_times_image(image_shape, classes, flatten=False)
         logits = layers.Dense(1)(conv_trunk(x, params))

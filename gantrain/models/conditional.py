@@ -55,3 +55,11 @@ def label_times_image(image_shape: tuple, num_classes: int, flatten: bool):
     if flatten:
         return images, label, layers.Multiply()([layers.Flatten()(images), embedded])
     return images, label, layers.Multiply()([images, layers.Reshape(image_shape)(embedded)])
+
+
+def conditional_conv_generator(params: dict, image_shape: tuple, classes: int):
+    """``[z, label]`` -> the shared upsampling conv generator fed ``z * label embedding`` (CDCGAN, ACGAN)."""
+    from gantrain.models.blocks import upsampling_generator
+
+    z, label, x = label_times_noise(params["latent_dim"], classes)
+    return keras.Model([z, label], upsampling_generator(x, image_shape, params), name="generator")

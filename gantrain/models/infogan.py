@@ -20,8 +20,8 @@ from keras import layers
 
 from gantrain.errors import UserError
 from gantrain.losses import class_cross_entropy, gaussian_code_loss
-from gantrain.models.base import Family, GANModel
-from gantrain.models.blocks import CONV_SCHEMA, check_conv_shape, conv_trunk, upsampling_generator
+from gantrain.models.base import GANModel
+from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, conv_trunk, upsampling_generator
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -96,10 +96,7 @@ class InfoGANModel(GANModel):
         return self.generate(latent, training=False, generator=generator).numpy(), rows
 
 
-class InfoGan(Family):
-    def check(self, params, image_shape):
-        return check_conv_shape(params, image_shape)
-
+class InfoGan(ConvFamily):
     def build(self, params, image_shape, num_classes):
         categories = params["categories"] or (num_classes if num_classes >= 2 else 10)
         continuous = params["continuous_codes"]

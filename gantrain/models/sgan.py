@@ -19,9 +19,9 @@ import tensorflow as tf
 from keras import layers
 
 from gantrain.losses import class_cross_entropy
-from gantrain.models.base import LATENT_DIM, Family, GANModel
+from gantrain.models.base import LATENT_DIM, GANModel
 from gantrain.models.layers import D_NORMS
-from gantrain.models.blocks import CONV_SCHEMA, check_conv_shape, conv_trunk, upsampling_generator
+from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, conv_trunk, upsampling_generator
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -60,10 +60,7 @@ class SGANModel(GANModel):
         return self.discriminator(images, training=False)
 
 
-class SGan(Family):
-    def check(self, params, image_shape):
-        return check_conv_shape(params, image_shape)
-
+class SGan(ConvFamily):
     def build(self, params, image_shape, num_classes):
         z = keras.Input((params["latent_dim"],), name="z")
         generator = keras.Model(z, upsampling_generator(z, image_shape, params), name="generator")
