@@ -64,6 +64,7 @@ SCHEMA: dict = {
         "update": Field("auto", "alternating (D step, then G step with fresh noise), simultaneous (both from one forward pass, as the TF tutorial; d_steps 1 only) or auto (simultaneous when d_steps is 1)", "str", choices=("auto", "alternating", "simultaneous")),
         "jit_compile": Field(False, "compile the training step with XLA", "bool"),
         "steps_per_call": Field(None, "training steps per compiled call (fewer Python round trips); null = automatic (about 0.25 s of work per call, at most 50); hook cadence stays exact", "int", min=1, max=1000, nullable=True),
+        "precision": Field("float32", "float32, mixed_float16 (GPUs; dynamic loss scaling) or mixed_bfloat16 (TPUs, recent CPUs/GPUs); losses are always computed in float32", "str", choices=("float32", "mixed_float16", "mixed_bfloat16")),
         "deterministic": Field(False, "enable TensorFlow op determinism (bit-identical reruns on CPU; slower)", "bool"),
         "on_nan": Field("stop", "non-finite loss: stop (keep the last good checkpoint) or rollback (reload it, scale the learning rates by nan_lr_factor)", "str", choices=("stop", "rollback")),
         "nan_lr_factor": Field(0.5, "learning-rate factor applied on each rollback", "float", min=0, max=1, min_exclusive=True),

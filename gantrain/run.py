@@ -32,7 +32,22 @@ GRID_SEED = 7919  # second half of the fixed sample-noise seed, apart from the t
 
 def build_model(cfg: dict, image_shape: tuple, num_classes: int) -> GANModel:
     keras.utils.set_random_seed(cfg["seed"])
-    return MODELS.get(cfg["model"]["family"]).build(cfg["model"], image_shape, num_classes)
+    # Layers take their dtype policy when they are built; set it for this model only, so a later
+    # model in the same process (a notebook, the tests) is not silently built in mixed precision.
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(cfg["train"]["precision"])
+    try:
+        return MODELS.get(cfg["model"]["family"]).build(cfg["model"], image_shape, num_classes)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def build_optimizers(cfg: dict):
+    """One optimizer per network; float16 training wraps each in dynamic loss scaling."""
+    g, d = build_optimizer(cfg["optimizer"]["generator"]), build_optimizer(cfg["optimizer"]["discriminator"])
+    if cfg["train"]["precision"] == "mixed_float16":
+        g, d = keras.optimizers.LossScaleOptimizer(g), keras.optimizers.LossScaleOptimizer(d)
+    return g, d
 
 
 def check_labels(cfg: dict, model: GANModel, source) -> None:
@@ -113,8 +128,7 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     check_labels(cfg, model, source)
     trainer = GANTrainer(
         model,
-        build_optimizer(cfg["optimizer"]["generator"]),
-        build_optimizer(cfg["optimizer"]["discriminator"]),
+        *build_optimizers(cfg),
         get_loss(cfg["loss"]["name"]),
         batch_size,
         cfg["seed"],

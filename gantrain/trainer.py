@@ -210,7 +210,8 @@ class GANTrainer:
             real_out = model.discriminate(real_in, labels, training=True)
             fake_out = model.discriminate(fake_in, latent.get("labels"), training=True)
             metrics = self._d_losses(real_in, fake_in, real_out, fake_out, labels, latent, labeled)
-        self._apply_d(tape.gradient(metrics["d_loss"], self.discriminator.trainable_variables))
+            scaled = _scaled(self.d_optimizer, metrics["d_loss"])  # inside the tape, so it is differentiated
+        self._apply_d(tape.gradient(scaled, self.discriminator.trainable_variables))
         return metrics
 
     def _g_update_eager(self, latent, real_images, real_labels, seed):
@@ -220,7 +221,8 @@ class GANTrainer:
             fake_out = model.discriminate(self._augment(model.generate(latent, training=True), seeds[0]), latent.get("labels"), training=True)
             real_out_fn = lambda: model.discriminate(self._augment(real_images, seeds[1]), real_labels, training=True)  # noqa: E731
             metrics = self._g_losses(fake_out, real_out_fn, latent)
-        self._apply_g(tape.gradient(metrics["g_loss"], self.generator.trainable_variables))
+            scaled = _scaled(self.g_optimizer, metrics["g_loss"])
+        self._apply_g(tape.gradient(scaled, self.generator.trainable_variables))
         return metrics
 
     def _joint_update_eager(self, real_images, labels, latent, seed, labeled=None):
@@ -239,8 +241,9 @@ class GANTrainer:
             fake_out = model.discriminate(fake_in, latent.get("labels"), training=True)
             d_metrics = self._d_losses(real_in, fake_in, real_out, fake_out, labels, latent, labeled)
             g_metrics = self._g_losses(fake_out, lambda: real_out, latent)
-        d_grads = d_tape.gradient(d_metrics["d_loss"], self.discriminator.trainable_variables)
-        g_grads = g_tape.gradient(g_metrics["g_loss"], self.generator.trainable_variables)
+            d_scaled, g_scaled = _scaled(self.d_optimizer, d_metrics["d_loss"]), _scaled(self.g_optimizer, g_metrics["g_loss"])
+        d_grads = d_tape.gradient(d_scaled, self.discriminator.trainable_variables)
+        g_grads = g_tape.gradient(g_scaled, self.generator.trainable_variables)
         self._apply_d(d_grads)
         self._apply_g(g_grads)
         return {**d_metrics, **g_metrics}
@@ -273,6 +276,11 @@ class GANTrainer:
             metrics = self._train_step_eager(iterator, labeled_iterator)
             sums = {key: sums[key] + metrics[key] for key in sums}
         return sums
+
+
+def _scaled(optimizer, loss):
+    """Float16 training: scale the loss up before differentiating (LossScaleOptimizer unscales)."""
+    return optimizer.scale_loss(loss) if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else loss
 
 
 def _check_gradients(grads, variables, network: str) -> None:
