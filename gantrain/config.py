@@ -59,7 +59,7 @@ SCHEMA: dict = {
     },
     "train": {
         "steps": Field(10000, "training length in generator updates", "int", min=1),
-        "epochs": Field(None, "if set, overrides steps: passes over the data, in discriminator batches", "float", min=0, min_exclusive=True, nullable=True),
+        "epochs": Field(None, "training length in passes over the data (discriminator batches); when set it decides train.steps (the run's config.yaml records both); --set of either replaces the other", "float", min=0, min_exclusive=True, nullable=True),
         "d_steps": Field(1, "discriminator updates per generator update (n_critic)", "int", min=1, max=100),
         "update": Field("auto", "alternating (D step, then G step with fresh noise), simultaneous (both from one forward pass, as the TF tutorial; d_steps 1 only) or auto (simultaneous when d_steps is 1)", "str", choices=("auto", "alternating", "simultaneous")),
         "jit_compile": Field(False, "compile the training step with XLA", "bool"),
@@ -149,6 +149,11 @@ def apply_overrides(raw: dict, overrides: list[str], lines: dict) -> dict:
     raw = copy.deepcopy(raw)
     for item in overrides or []:
         path, value = parse_override(item)
+        # train.steps and train.epochs are two ways to say one thing: the one set last wins.
+        other = {("train", "steps"): "epochs", ("train", "epochs"): "steps"}.get(path)
+        if other and isinstance(raw.get("train"), dict) and other in raw["train"]:
+            del raw["train"][other]
+            lines.pop(("train", other), None)
         node = raw
         for i, part in enumerate(path[:-1]):
             child = node.get(part)

@@ -499,3 +499,12 @@ def test_cli_list_keys():
     assert result.exit_code == 0, result.output
     for key in ("train.d_steps", "data.batch_size", "model.g_widths", "optimizer.*.learning_rate", "data.root"):
         assert key in result.stdout, key
+
+
+def test_set_steps_replaces_epochs_and_back(tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text("model: {family: gan}\ndata: {loader: mnist}\ntrain: {epochs: 50}\n")
+    cfg = load_config(path, ["train.steps=2000"])
+    assert cfg["train"]["steps"] == 2000 and cfg["train"]["epochs"] is None
+    path.write_text("model: {family: gan}\ndata: {loader: mnist}\ntrain: {steps: 7}\n")
+    assert load_config(path, ["train.epochs=2"])["train"]["epochs"] == 2.0
