@@ -6,7 +6,6 @@ import tensorflow as tf
 
 from gantrain.data import load_dataset
 from gantrain.models.base import GANModel
-from gantrain.registry import DATASETS
 
 
 def test_split_for(cfg: dict):
@@ -15,9 +14,10 @@ def test_split_for(cfg: dict):
 
 
 def test_split_for_data(data_cfg: dict):
-    if "split" not in DATASETS.entry(data_cfg["loader"]).schema:
-        return None
-    return load_dataset(data_cfg, split="test")
+    """The loader's test split, or None when it has none (an image folder is one set of images)."""
+    from gantrain.data import has_splits
+
+    return load_dataset(data_cfg, split="test") if has_splits(data_cfg) else None
 
 
 def classifier_accuracy(model: GANModel, source, batch: int = 500) -> float:
@@ -51,7 +51,11 @@ def run_accuracy(run, split: str, which="latest") -> tuple[float, int, int, str]
     step = tf.Variable(0, dtype=tf.int64)
     ckpt = ckpt_lib.make_checkpoint(step, discriminator=model.discriminator.variables)
     ckpt_lib.restore(ckpt, prefix, what="discriminator")
-    source = load_dataset(cfg["data"], split=split if "split" in DATASETS.entry(cfg["data"]["loader"]).schema else None)
+    from gantrain.data import has_splits
+
+    if split == "test" and not has_splits(cfg["data"]):
+        raise UserError(f"{run}: the run's data ({cfg['data']['loader']} from a folder) has no held-out test split; use --split train (training accuracy)")
+    source = load_dataset(cfg["data"], split=split if has_splits(cfg["data"]) else None)
     if source.num_classes < 2:
         raise UserError(f"{source.description}: no labels to measure accuracy against")
     return classifier_accuracy(model, source), len(source), int(step.numpy()), source.description

@@ -229,7 +229,7 @@ def classifier_train(
 ):
     """Train a small CNN classifier on a labelled dataset and record its test accuracy.
 
-    The result can be used as an extractor: gantrain eval RUN --extractor-path STEM.
+    The result can be used as an extractor: gantrain eval RUN --extractor classifier --weights STEM.
 
     Example:
 
@@ -289,7 +289,7 @@ def eval_(
         if run is None:
             raise UserError("give a RUN directory, or --real-a DIR --real-b DIR")
         report = evaluate_run(run, metrics, n, split, extractor, weights, _which(checkpoint), seed, not no_cache)
-        write_json(report, run / "eval.json")
+        write_json(report, Path(report["run_dir"]) / "eval.json")
     if json_out is not None:
         write_json(report, json_out)
     typer.echo(format_report(report))

@@ -94,7 +94,11 @@ SCHEMA: dict = {
 }
 
 # Keys that decide the shapes of the networks or optimizer slots: a resumed run must keep them.
-LOCKED_PREFIXES = ("model.", "data.loader", "data.image_size", "data.channels", "optimizer.generator.name", "optimizer.discriminator.name")
+LOCKED_PREFIXES = (
+    "model.", "data.loader", "data.image_size", "data.channels",
+    "optimizer.generator.name", "optimizer.discriminator.name", "optimizer.generator.momentum", "optimizer.discriminator.momentum",
+    "train.precision", "train.ema_decay", "train.historical_averaging.",
+)
 
 
 class _Loader(yaml.SafeLoader):
@@ -236,6 +240,8 @@ def check_combinations(cfg: dict, ctx: Context) -> None:
         ctx.fail(("loss", "penalty"), "the gradient penalty is per sample, but batch normalisation in D couples the samples of a batch "
                  "(Gulrajani et al.); set model.d_norm to layer, instance, spectral or none")
     smoothing = (cfg["loss"]["real_target"], cfg["loss"]["fake_target"], cfg["loss"]["target_noise"], cfg["loss"]["g_target"]) != (1.0, 0.0, 0.0, 1.0)
+    if name == "minimax" and cfg["loss"]["g_target"] != 1.0:
+        ctx.fail(("loss", "g_target"), "the minimax generator loss log(1 - D(G(z))) has no target; use loss.name: non_saturating")
     if smoothing and not loss.uses_targets:
         ctx.fail(("loss", "real_target"), f"label smoothing and noisy labels set targets for BCE or least-squares losses; loss {name!r} has no targets")
     if cfg["train"]["update"] == "simultaneous" and cfg["train"]["d_steps"] != 1:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gantrain import checkpoint as ckpt_lib
 from gantrain.data.source import ImageSource
 from gantrain.errors import UserError
 from gantrain.extractors import Extractor, default_extractor_name, get_extractor
@@ -78,6 +79,8 @@ def conditional_accuracy(model, extractor: Extractor, n: int, seed: int, generat
 
     if not model.conditional:
         raise UserError("--accuracy measures conditional generation; this model family takes no labels (for sgan it reports D's classifier)")
+    if not model.labels_are_classes:
+        raise UserError("--accuracy: this family's categorical code is unsupervised, so code k need not be class k; accuracy would be meaningless")
     if not extractor.has_probs:
         raise UserError(f"--accuracy needs a classifier extractor, {extractor.name!r} has no class probabilities")
     per_class = max(1, n // model.num_classes)
@@ -100,15 +103,14 @@ def resolve_extractor(name: str | None, weights: str | None, loader: str, image_
 def evaluate_run(run, metrics, n=10000, split="test", extractor_name=None, weights=None, which="latest", seed=0, use_cache=True) -> dict:
     """Evaluate a run's generator against its own dataset (from the saved config)."""
     from gantrain.classify import run_accuracy
-    from gantrain.data import load_dataset
-    from gantrain.registry import DATASETS
+    from gantrain.data import has_splits, load_dataset
     from gantrain.sampling import generate, load_model
 
     t0 = time.perf_counter()
     model, cfg, step = load_model(run, which)
     data_cfg = dict(cfg["data"])
-    has_split = "split" in DATASETS.entry(data_cfg["loader"]).schema
-    base = {"run": str(run), "checkpoint": str(which), "checkpoint_step": step, "generator_weights": model.weights_source, "seed": seed, "results": []}
+    has_split = has_splits(data_cfg)
+    base = {"run": str(run), "run_dir": str(ckpt_lib.run_dir_of(ckpt_lib.find_checkpoint(Path(run), which))), "checkpoint": str(which), "checkpoint_step": step, "generator_weights": model.weights_source, "seed": seed, "results": []}
     feature_metrics = [m for m in metrics if m != "accuracy"]
     if "accuracy" in metrics and hasattr(model, "classify"):
         acc, count, _, desc = run_accuracy(run, split if has_split else "train", which)
@@ -185,10 +187,13 @@ def format_report(report: dict) -> str:
 
 def write_json(report: dict, path: Path) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise UserError(f"{path}: cannot write the report ({err.strerror or err})") from None
 
 
 class TrainingEvaluator:
@@ -200,8 +205,8 @@ class TrainingEvaluator:
         ev = cfg["eval"]
         self.metrics, self.n, self.seed = list(ev["metrics"]), ev["n"], cfg["seed"]
         self.model = model
-        if "accuracy" in self.metrics and not model.conditional:
-            raise UserError("eval.metrics: accuracy needs a conditional model family (cgan, cdcgan, acgan, infogan)")
+        if "accuracy" in self.metrics and not (model.conditional and model.labels_are_classes):
+            raise UserError("eval.metrics: accuracy needs a class-conditional model family (cgan, cdcgan, acgan)")
         self.extractor = resolve_extractor(ev["extractor"], ev["weights"], cfg["data"]["loader"], source.image_shape)
         real = (test_split_for(cfg) if ev["split"] == "test" else None) or source
         key = {k: v for k, v in cfg["data"].items() if k not in ("batch_size", "labeled_per_class")}

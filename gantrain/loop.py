@@ -27,7 +27,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from gantrain import checkpoint as ckpt_lib
-from gantrain.classify import classifier_accuracy, test_split_for
+from gantrain.classify import classifier_accuracy
 from gantrain.data import make_pipeline
 from gantrain.data.labels import labeled_subset
 from gantrain.errors import TrainingStopped
@@ -62,20 +62,16 @@ class Interrupt:
 
 
 class TrainingLoop:
-    def __init__(self, cfg, run_dir: Path, trainer, source, step: tf.Variable, manager, lr_scale: tf.Variable, progress: bool):
+    def __init__(self, cfg, run_dir: Path, trainer, source, step: tf.Variable, manager, lr_scale: tf.Variable, progress: bool, evaluation: dict):
         self.cfg, self.run_dir, self.trainer, self.source = cfg, run_dir, trainer, source
         self.step, self.manager, self.lr_scale, self.progress = step, manager, lr_scale, progress
         self.total = cfg["train"]["steps"]
         self.batch_size, self.d_steps = cfg["data"]["batch_size"], cfg["train"]["d_steps"]
         self.rollbacks = 0
         self.metrics_path = run_dir / "metrics.jsonl"
-        self.accuracy_source = test_split_for(cfg) if getattr(trainer.model, "classify", None) else None
-        self.evaluator, self.best_manager = None, None
-        if cfg["eval"]["metrics"]:
-            from gantrain.evaluate import TrainingEvaluator
-
-            trainer.model.image_shape = source.image_shape
-            self.evaluator = TrainingEvaluator(cfg, trainer.model, source)
+        self.accuracy_source = evaluation["accuracy_source"]
+        self.evaluator, self.best_manager = evaluation["evaluator"], None
+        if self.evaluator is not None:
             self.best_manager = ckpt_lib.manager(manager.checkpoint, run_dir / "checkpoints" / "best", 1, step)
             self.evaluator.best = _previous_best(run_dir, cfg["eval"]["metrics"][0])
         self.grid_latent, self.grid_rows = trainer.model.grid_latent(cfg["log"]["num_samples"], cfg["seed"] * 1000 + GRID_SEED)
@@ -96,6 +92,8 @@ class TrainingLoop:
         """Steps until the next hook boundary, capped by train.steps_per_call."""
         log = self.cfg["log"]
         intervals = [log["every"], log["sample_every"], log["checkpoint_every"]]
+        if self.evaluator is not None:
+            intervals.append(self.cfg["eval"]["every"])
         if self.nan_step > s:
             intervals.append(self.nan_step - 1)
         nxt = min([self.total] + [(s // i + 1) * i for i in intervals])
@@ -126,10 +124,11 @@ class TrainingLoop:
                     t_call = time.perf_counter()
                     out = self.trainer.train_steps(*args)
                     bad = _first_non_finite(out)
+                    where = f"step {s0 + 1}" if k == 1 else f"steps {s0 + 1}-{s0 + k}"
                     per_step = (time.perf_counter() - t_call) / k
                     self.auto_steps = max(1, min(50, int(0.25 / max(per_step, 1e-5))))
                     if bad is not None:
-                        self._on_non_finite(s0 + k, *bad)
+                        self._on_non_finite(where, *bad)
                         iterator, labeled = self._iterators()
                         sums, count, t_last, images = {}, 0, time.perf_counter(), 0
                         bar.n = int(self.step.numpy())
@@ -155,6 +154,8 @@ class TrainingLoop:
                         self._grid(s)
                     if self._due(s, "checkpoint_every"):
                         self._save(s)
+                        self._classifier_accuracy(s)
+                    if self.evaluator is not None and (s % self.cfg["eval"]["every"] == 0 or s == self.total):
                         self._evaluate(s)
                     if interrupt.signum is not None:
                         self._save(s)
@@ -206,21 +207,22 @@ class TrainingLoop:
             ) from None
 
     def _evaluate(self, s: int) -> None:
-        if self.evaluator is not None and (s % self.cfg["eval"]["every"] == 0 or s == self.total):
-            values = self.evaluator(self.trainer.sampling_generator, s)
-            self._log(s, values)
-            self.bar.write(f"step {s}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
-            if self.evaluator.is_best(values):
-                self._save(s, self.best_manager)
-                _write_json(self.run_dir / "checkpoints" / "best" / "best.json", {"step": s, "metric": self.cfg["eval"]["metrics"][0], **values})
+        values = self.evaluator(self.trainer.sampling_generator, s)
+        self._log(s, values)
+        self.bar.write(f"step {s}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        if self.evaluator.is_best(values):
+            self._save(s, self.best_manager)
+            _write_json(self.run_dir / "checkpoints" / "best" / "best.json", {"step": s, "metric": self.cfg["eval"]["metrics"][0], **values})
+
+    def _classifier_accuracy(self, s: int) -> None:
         if self.accuracy_source is not None:
             acc = classifier_accuracy(self.trainer.model, self.accuracy_source)
             self._log(s, {"test_accuracy": acc})
             self.bar.write(f"step {s}: test accuracy of D's classifier {acc:.4f} ({len(self.accuracy_source)} images)")
 
-    def _on_non_finite(self, s: int, key: str, value: float) -> None:
+    def _on_non_finite(self, where: str, key: str, value: float) -> None:
         latest = self.manager.latest_checkpoint
-        what = f"step {s}: {key} is {value} (non-finite)"
+        what = f"{where}: {key} is {value} (non-finite)"
         if self.cfg["train"]["on_nan"] == "stop" or latest is None:
             hint = "" if latest else " (and there is no checkpoint to roll back to)"
             raise TrainingStopped(f"{what}; training stopped{hint}. Last good checkpoint: {latest}. "
@@ -228,8 +230,9 @@ class TrainingLoop:
         if self.rollbacks >= self.cfg["train"]["nan_max_rollbacks"]:
             raise TrainingStopped(f"{what} after {self.rollbacks} rollbacks (train.nan_max_rollbacks); stopped. Last good checkpoint: {latest}")
         self.rollbacks += 1
+        scale = float(self.lr_scale.numpy())  # read before the restore, which brings back the saved scale
         ckpt_lib.restore(self.manager.checkpoint, latest)
-        self.lr_scale.assign(self.lr_scale * self.cfg["train"]["nan_lr_factor"])
+        self.lr_scale.assign(scale * self.cfg["train"]["nan_lr_factor"])
         apply_lr_scale(self.cfg, self.trainer, self.lr_scale)
         _truncate_metrics(self.metrics_path, int(self.step.numpy()))
         self.bar.write(f"{what}; rolled back to {Path(latest).name}, learning rates x{float(self.lr_scale.numpy()):.3g} "

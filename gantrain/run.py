@@ -64,24 +64,32 @@ def image_shape_of(cfg: dict) -> tuple:
     return tuple(DATASETS.get(cfg["data"]["loader"]).image_shape(cfg["data"]))
 
 
-def prepare_run_dir(cfg: dict, run_dir: Path | None, resume: Path | None, overwrite: bool) -> Path:
-    """Decide the run directory; refuse to clobber an existing run."""
+def prepare_run_dir(cfg: dict, run_dir: Path | None, resume: Path | None, overwrite: bool) -> tuple[Path, bool]:
+    """Decide the run directory and whether an old run must be cleared; deletes nothing itself.
+
+    Returns (directory, clear): ``clear`` is True when --overwrite replaces an existing run, which
+    happens only after everything else has been checked, so a mistake never costs the old run.
+    """
     if resume is not None:
         changed = locked_differences(load_config(resume / "config.yaml"), cfg)
         if changed:
             raise UserError(f"cannot resume {resume} with a different architecture; changed keys: {'; '.join(changed)}")
-        return resume
+        return resume, False
     run_dir = run_dir or Path("runs") / cfg["name"]
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--run-dir {run_dir}: is a file, not a directory")
     if run_dir.exists() and any(run_dir.iterdir()):
+        is_run = (run_dir / "config.yaml").is_file() or (run_dir / "checkpoints").is_dir()
         if not overwrite:
             raise UserError(
                 f"{run_dir} already holds a run; continue it with `gantrain fit --resume {run_dir}`, "
                 f"pick another directory with --run-dir, or pass --overwrite to replace it"
+                if is_run else f"{run_dir} is not empty and is not a gantrain run; choose another --run-dir"
             )
-        shutil.rmtree(run_dir)
-    return run_dir
+        if not is_run:
+            raise UserError(f"--overwrite: {run_dir} is not a gantrain run (no config.yaml or checkpoints/); refusing to delete it")
+        return run_dir, True
+    return run_dir, False
 
 
 def resolve_fit_config(config, overrides, resume: Path | None) -> dict:
@@ -111,7 +119,7 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     if resume is not None and not (resume / "config.yaml").is_file():
         raise UserError(f"--resume {resume}: no config.yaml there; is it a gantrain run directory?")
     cfg = resolve_fit_config(config, overrides, resume)
-    run_dir = prepare_run_dir(cfg, Path(run_dir) if run_dir else None, resume, overwrite)
+    run_dir, clear = prepare_run_dir(cfg, Path(run_dir) if run_dir else None, resume, overwrite)
 
     if cfg["train"]["deterministic"]:
         tf.config.experimental.enable_op_determinism()
@@ -126,6 +134,13 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
 
     model = build_model(cfg, source.image_shape, source.num_classes)
     check_labels(cfg, model, source)
+    if cfg["data"]["labeled_per_class"] is not None and not model.uses_labeled_stream:
+        raise UserError(f"data.labeled_per_class: only semi-supervised families use it (sgan), not {cfg['model']['family']!r}")
+    if resume is not None:
+        saved = read_meta(resume, cfg)
+        if saved.get("num_classes", source.num_classes) != source.num_classes:
+            raise UserError(f"cannot resume {resume}: its data had {saved['num_classes']} classes, {source.description} has {source.num_classes}")
+    evaluation = prepare_evaluation(cfg, model, source)  # may refuse the config: before anything is written
     trainer = GANTrainer(
         model,
         *build_optimizers(cfg),
@@ -138,6 +153,8 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     lr_scale = tf.Variable(1.0, dtype=tf.float32, name="lr_scale")  # lowered by NaN rollbacks
     ckpt = make_training_checkpoint(trainer, step, lr_scale)
     try:
+        if clear:
+            shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write_test"
         probe.write_text("ok")
@@ -152,7 +169,24 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     apply_lr_scale(cfg, trainer, lr_scale)  # the config's rates (a resumed run may change them) x rollbacks
     _write_config(run_dir, cfg)
     write_meta(run_dir, source)
-    return TrainingLoop(cfg, run_dir, trainer, source, step, manager, lr_scale, progress).run()
+    return TrainingLoop(cfg, run_dir, trainer, source, step, manager, lr_scale, progress, evaluation).run()
+
+
+def prepare_evaluation(cfg: dict, model: GANModel, source) -> dict:
+    """The evaluator and held-out split used during training, built (and checked) up front."""
+    from gantrain.classify import test_split_for
+
+    out = {"evaluator": None, "accuracy_source": None}
+    if getattr(model, "classify", None):
+        out["accuracy_source"] = test_split_for(cfg)
+        if out["accuracy_source"] is None:
+            print(f"note: {source.description} has no held-out split; D's classifier accuracy is not logged", file=sys.stderr)
+    if cfg["eval"]["metrics"]:
+        from gantrain.evaluate import TrainingEvaluator
+
+        model.image_shape = source.image_shape
+        out["evaluator"] = TrainingEvaluator(cfg, model, source)
+    return out
 
 
 def write_meta(run_dir: Path, source) -> None:

@@ -76,7 +76,7 @@ def generate(model: GANModel, n: int, seed: int, labels: list[int] | None = None
         size = min(batch, n - i)
         latent = model.sample_latent(rng, size, labels=None if fixed is None else fixed[i : i + size])
         out.append(model.generate(latent, training=False, generator=generator).numpy())
-    return np.concatenate(out)
+    return np.concatenate(out).astype(np.float32)  # float16 under mixed precision
 
 
 def class_grid(model: GANModel, classes: list[int], per_row: int, seed: int) -> tuple[np.ndarray, int]:
@@ -89,6 +89,15 @@ def class_grid(model: GANModel, classes: list[int], per_row: int, seed: int) -> 
 def write_samples(images: np.ndarray, out: Path, fmt: str, rows: int | None = None) -> list[Path]:
     """Write a grid PNG, one PNG per image (``out`` is a folder) or a .npy of uint8 images."""
     out = Path(out)
+    if fmt in ("grid", "npy") and out.is_dir():
+        raise UserError(f"--out {out}: is a directory; give a file name (or --format png to write one file per image into it)")
+    try:
+        return _write(images, out, fmt, rows)
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot write ({err.strerror or err})") from None
+
+
+def _write(images: np.ndarray, out: Path, fmt: str, rows: int | None) -> list[Path]:
     if fmt == "grid":
         return [save_png(make_grid(images, rows=rows), out, scale=display_scale(images.shape[1]))]
     if fmt == "npy":

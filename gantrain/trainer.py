@@ -122,7 +122,8 @@ class GANTrainer:
 
     # -- pieces -----------------------------------------------------------------------------------
     def _augment(self, images, seed):
-        return diff_augment(images, self.options.diffaugment, seed) if self.options.diffaugment else images
+        # float32: under mixed precision G's images are float16, the augmentation noise float32
+        return diff_augment(tf.cast(images, tf.float32), self.options.diffaugment, seed) if self.options.diffaugment else images
 
     def _targets(self, batch):
         o = self.options

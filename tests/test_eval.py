@@ -190,6 +190,7 @@ def tiny_runs(tmp_path_factory, mnist_dir):
     tmp = tmp_path_factory.mktemp("evalruns")
     cfg = tiny_config(mnist_dir)
     cfg["eval"] = {"metrics": ["fid", "kid"], "every": 3, "n": 200}
+    cfg["log"]["checkpoint_every"] = 100  # evaluation keeps its own cadence
     dcgan = gantrain.fit(cfg, run_dir=tmp / "dcgan", progress=False)
     acgan = gantrain.fit({**tiny_config(mnist_dir), "model": {"family": "acgan", "g_base_channels": 4, "g_widths": [8, 8, 4], "d_widths": [4, 8]}},
                          overrides=["train.steps=2"], run_dir=tmp / "acgan", progress=False)

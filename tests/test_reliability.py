@@ -381,3 +381,24 @@ def test_run_directory_mistakes(tmp_path, one_run, mnist_dir):
 
 def test_at_least_forty_bad_input_cases():
     assert len(CONFIG_CASES) + len(SET_CASES) + len(DATA_CASES) + 10 >= 40
+
+
+def test_overwrite_never_deletes_on_a_mistake_or_a_foreign_folder(tmp_path, mnist_dir, one_run):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(one_run, run)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    config = tmp_path / "bad_data.yaml"
+    config.write_text(GOOD.replace("{mnist}", str(tmp_path / "missing")))
+    result = runner.invoke(app, ["fit", str(config), "--run-dir", str(run), "--overwrite"])
+    assert result.exit_code == 2 and "not a folder" in result.output
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # the old run survived the mistake
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"x")
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD.replace("{mnist}", str(mnist_dir)))
+    result = runner.invoke(app, ["fit", str(good), "--run-dir", str(foreign), "--overwrite"])
+    assert result.exit_code == 2 and "not a gantrain run" in result.output
+    assert (foreign / "holiday.jpg").is_file()

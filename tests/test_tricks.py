@@ -270,6 +270,7 @@ def test_diffaugment_keeps_shape_range_and_gradients():
     ({"loss": {"name": "non_saturating", "real_target": 0.1, "fake_target": 0.2}}, "must be above loss.fake_target"),
     ({"model": {"family": "acgan"}, "loss": {"name": "wasserstein", "penalty": "gradient_penalty"}}, "batch normalisation in D"),
     ({"train": {"diffaugment": ["rotate"]}}, "'rotate' is not one of"),
+    ({"loss": {"name": "minimax", "g_target": 0.9}}, "has no target"),
 ])
 def test_nonsensical_combinations_are_refused_with_a_reason(raw_update, needle):
     raw = {"model": {"family": "dcgan"}, "data": {"loader": "mnist"}}
@@ -277,3 +278,18 @@ def test_nonsensical_combinations_are_refused_with_a_reason(raw_update, needle):
         raw[key] = {**raw.get(key, {}), **value}
     with pytest.raises(UserError, match=needle):
         validate(raw)
+
+
+def test_mixed_precision_with_diffaugment_and_infogan_without_continuous_codes(tmp_path, mnist_dir):
+    cfg = tiny_config(mnist_dir, precision="mixed_float16", diffaugment=["color", "translation"])
+    gantrain.fit(cfg, overrides=["train.steps=1"], run_dir=tmp_path / "mp", progress=False)
+    trainer, step = _trainer(_raw("infogan", model={"family": "infogan", **CONV_TINY, "continuous_codes": 0}))
+    assert all(np.isfinite(float(v)) for v in step().values())
+
+
+def test_labeled_per_class_only_for_semi_supervised(tmp_path, mnist_dir):
+    cfg = tiny_config(mnist_dir)
+    cfg["data"]["labeled_per_class"] = 5
+    with pytest.raises(UserError, match="only semi-supervised families"):
+        gantrain.fit(cfg, run_dir=tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()

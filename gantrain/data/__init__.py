@@ -8,3 +8,8 @@ from gantrain.registry import DATASETS
 def load_dataset(data_cfg: dict, split: str | None = None) -> ImageSource:
     """Load the images named by a resolved ``data`` config section."""
     return DATASETS.get(data_cfg["loader"]).load(data_cfg, split)
+
+
+def has_splits(data_cfg: dict) -> bool:
+    """Whether the loader has a held-out test split for this config (else one set of images)."""
+    return DATASETS.get(data_cfg["loader"]).has_splits(data_cfg)

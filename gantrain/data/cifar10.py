@@ -62,6 +62,10 @@ class Cifar10:
     def image_shape(self, params: dict) -> tuple:
         return (32, 32, 3)
 
+    def has_splits(self, params: dict) -> bool:
+        """Only the downloaded archive has train/test splits; a root folder is one set of images."""
+        return not (params.get("root") or os.environ.get(ENV))
+
     def load(self, params: dict, split: str | None = None) -> ImageSource:
         split = split or params["split"]
         root = params.get("root") or os.environ.get(ENV)

@@ -104,6 +104,9 @@ class ImageFolder:
     def image_shape(self, params: dict) -> tuple:
         return (*params["image_size"], params["channels"])
 
+    def has_splits(self, params: dict) -> bool:
+        return False
+
     def load(self, params: dict, split: str | None = None) -> ImageSource:
         return load_folder(Path(params["root"]), tuple(params["image_size"]), params["channels"], params["labels"], params["on_error"])
 

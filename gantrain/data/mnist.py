@@ -57,6 +57,9 @@ class IdxDataset:
     def image_shape(self, params: dict) -> tuple:
         return (28, 28, 1)
 
+    def has_splits(self, params: dict) -> bool:
+        return True
+
     def load(self, params: dict, split: str | None = None) -> ImageSource:
         split = split or params["split"]
         images, labels = self._arrays(params, split)

@@ -19,6 +19,7 @@ from gantrain.schema import Field
 
 class GANModel:
     conditional = False  # True when G takes a class label (sampling accepts --label)
+    labels_are_classes = True  # False when the "label" is an unsupervised code (InfoGAN)
     needs_labels = False  # True when training needs a labelled dataset
     uses_labeled_stream = False  # True when the D loss needs a separate stream of labelled batches
 

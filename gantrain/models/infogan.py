@@ -37,6 +37,7 @@ SCHEMA = {
 
 class InfoGANModel(GANModel):
     conditional = True  # --label picks the categorical code
+    labels_are_classes = False  # ... which is unsupervised: code k need not be digit k
 
     def __init__(self, generator, discriminator, latent_dim, categories, continuous, info_weight, continuous_weight):
         super().__init__(generator, discriminator, latent_dim, categories)
@@ -57,7 +58,9 @@ class InfoGANModel(GANModel):
         return tf.concat([latent["z"], onehot, latent["codes"]], axis=-1)
 
     def discriminate(self, images, labels, training):
-        (logits, cat_logits, code_means), features = self.call_discriminator(images, training)
+        outputs, features = self.call_discriminator(images, training)
+        logits, cat_logits = outputs[0], outputs[1]
+        code_means = outputs[2] if self.continuous else None
         return {"logits": logits, "cat_logits": cat_logits, "code_means": code_means, "features": features}
 
     def info_loss(self, fake_out, latent):
@@ -107,11 +110,9 @@ class InfoGan(ConvFamily):
         features = conv_trunk(images, params)
         q = layers.Dense(128)(features)
         q = layers.LeakyReLU(params["leaky_slope"])(q)
-        outputs = [
-            layers.Dense(1, name="validity")(features),
-            layers.Dense(categories, name="q_categorical")(q),
-            layers.Dense(max(continuous, 1), name="q_continuous")(q),
-        ]
+        outputs = [layers.Dense(1, name="validity")(features), layers.Dense(categories, name="q_categorical")(q)]
+        if continuous:  # no head without codes: its weights would get no gradient
+            outputs.append(layers.Dense(continuous, name="q_continuous")(q))
         discriminator = keras.Model(images, outputs, name="discriminator")
         return InfoGANModel(generator, discriminator, params["latent_dim"], categories, continuous, params["info_weight"], params["continuous_weight"])
 
