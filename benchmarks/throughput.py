@@ -35,7 +35,7 @@ from pathlib import Path
 CASES = {  # name -> (family, batch, timed steps per window)
     "dcgan_b256": ("dcgan", 256, 6),
     "mlp_b32": ("gan", 32, 300),
-    "mlp_b256": ("gan", 256, 100),
+    "mlp_b256": ("gan", 256, 50),
 }
 VARIANTS = ("a", "b", "c", "d")
 NAMES = {"a": "gantrain", "b": "tf.function loop", "c": "keras fit/train_step", "d": "train_on_batch (Keras-2 style)"}
