@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from gantrain import checkpoint as ckpt_lib
 from gantrain.data.source import ImageSource
 from gantrain.errors import UserError
 from gantrain.extractors import Extractor, default_extractor_name, get_extractor
@@ -110,7 +109,7 @@ def evaluate_run(run, metrics, n=10000, split="test", extractor_name=None, weigh
     model, cfg, step = load_model(run, which)
     data_cfg = dict(cfg["data"])
     has_split = has_splits(data_cfg)
-    base = {"run": str(run), "run_dir": str(ckpt_lib.run_dir_of(ckpt_lib.find_checkpoint(Path(run), which))), "checkpoint": str(which), "checkpoint_step": step, "generator_weights": model.weights_source, "seed": seed, "results": []}
+    base = {"run": str(run), "run_dir": str(model.run_dir), "checkpoint": str(which), "checkpoint_step": step, "generator_weights": model.weights_source, "seed": seed, "results": []}
     feature_metrics = [m for m in metrics if m != "accuracy"]
     if "accuracy" in metrics and hasattr(model, "classify"):
         acc, count, _, desc = run_accuracy(run, split if has_split else "train", which)

@@ -27,7 +27,6 @@ from gantrain.registry import MODELS
 from gantrain.loop import TrainingLoop, apply_lr_scale
 from gantrain.trainer import GANTrainer, TrainOptions
 
-GRID_SEED = 7919  # second half of the fixed sample-noise seed, apart from the training noise
 
 
 def build_model(cfg: dict, image_shape: tuple, num_classes: int) -> GANModel:

@@ -40,6 +40,7 @@ def load_model(run: str | Path, which: str | int = "latest") -> tuple[GANModel, 
     ckpt = ckpt_lib.make_checkpoint(step, **{group: model.generator.variables})
     ckpt_lib.restore(ckpt, prefix, what="generator")
     model.weights_source = group
+    model.run_dir = run_dir
     return model, cfg, int(step.numpy())
 
 

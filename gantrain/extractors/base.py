@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,17 @@ from gantrain.extractors.classifier import SHIPPED, load_classifier
 from gantrain.registry import EXTRACTORS
 
 
-class Extractor:
+class Extractor(abc.ABC):
     name = "extractor"
     has_probs = False
 
+    @abc.abstractmethod
     def protocol(self) -> dict:
-        raise NotImplementedError  # abstract: each extractor describes itself
+        """What this extractor is: name, weights identity, features, preprocessing."""
 
+    @abc.abstractmethod
     def _batch(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
-        raise NotImplementedError  # abstract: each extractor computes its own features
+        """(features, class probabilities or None) for one batch of images in [-1, 1]."""
 
     def __call__(self, images, batch: int = 500) -> tuple[np.ndarray, np.ndarray | None]:
         feats, probs = [], []

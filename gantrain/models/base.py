@@ -10,6 +10,8 @@ loss terms.
 
 from __future__ import annotations
 
+import abc
+
 import keras
 import tensorflow as tf
 from keras.tree import flatten as tree_flatten
@@ -86,15 +88,16 @@ class GANModel:
         return self.sample_latent(rng, n), None
 
 
-class Family:
+class Family(abc.ABC):
     """Base class: override :meth:`build`, and :meth:`check` when some image shapes are impossible."""
 
     def check(self, params: dict, image_shape: tuple) -> str | None:
         """Return why this family cannot make ``image_shape`` images, or None if it can."""
         return None
 
+    @abc.abstractmethod
     def build(self, params: dict, image_shape: tuple, num_classes: int) -> GANModel:
-        raise NotImplementedError  # abstract: every registered family overrides it
+        """Build the networks for ``image_shape`` images (and ``num_classes`` classes, 0 = unlabelled)."""
 
 
 LATENT_DIM = Field(100, "size of the noise vector z ~ N(0, 1)", "int", min=1, max=4096)
