@@ -15,6 +15,7 @@ variants alike. Also measured: the input pipeline alone, which must outrun train
     python benchmarks/throughput.py --mnist ../shared/data/mnist            # full table
     python benchmarks/throughput.py --mnist ../shared/data/mnist --quick    # smoke run
     python benchmarks/throughput.py ... --write BENCHMARKS.md               # append the table
+    python benchmarks/throughput.py ... --variants a,ax,b,bx --cases dcgan_b256  # XLA on/off
 """
 
 from __future__ import annotations
@@ -32,13 +33,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import emit
+
 CASES = {  # name -> (family, batch, timed steps per window)
     "dcgan_b256": ("dcgan", 256, 6),
     "mlp_b32": ("gan", 32, 300),
     "mlp_b256": ("gan", 256, 50),
 }
-VARIANTS = ("a", "b", "c", "d")
-NAMES = {"a": "gantrain", "b": "tf.function loop", "c": "keras fit/train_step", "d": "train_on_batch (Keras-2 style)"}
+VARIANTS = ("a", "b", "c", "d")  # the default table; ax and bx (XLA) on request with --variants
+NAMES = {"a": "gantrain", "b": "tf.function loop", "c": "keras fit/train_step", "d": "train_on_batch (Keras-2 style)",
+         "ax": "gantrain, train.jit_compile: true", "bx": "tf.function loop, jit_compile=True"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -64,19 +68,19 @@ def _bce(logits, target):
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), target), logits=logits))
 
 
-def worker_a(family, batch, steps, mnist):
+def worker_a(family, batch, steps, mnist, jit=False):
     import gantrain
 
     run = Path(tempfile.mkdtemp()) / "run"
     cfg = {"model": {"family": family}, "data": {"loader": "mnist", "root": mnist, "batch_size": batch},
            "optimizer": {"generator": {"learning_rate": 1e-4}, "discriminator": {"learning_rate": 1e-4}},
-           "train": {"steps": 4 * steps}, "log": {"every": steps, "sample_every": 4 * steps, "checkpoint_every": 4 * steps}}
+           "train": {"steps": 4 * steps, "jit_compile": jit}, "log": {"every": steps, "sample_every": 4 * steps, "checkpoint_every": 4 * steps}}
     gantrain.fit(cfg, run_dir=run, progress=False)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return statistics.median(r["images_per_sec"] for r in rows[1:])  # window 1 includes tracing
 
 
-def worker_b(family, batch, steps, mnist):
+def worker_b(family, batch, steps, mnist, jit=False):
     import tensorflow as tf
 
     _, model, x = _setup(family, batch, mnist)
@@ -84,7 +88,7 @@ def worker_b(family, batch, steps, mnist):
     g_opt, d_opt = tf.keras.optimizers.Adam(1e-4), tf.keras.optimizers.Adam(1e-4)
     ds = tf.data.Dataset.from_tensor_slices(x).shuffle(60000).batch(batch, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE)
 
-    @tf.function
+    @tf.function(jit_compile=jit)
     def train_step(images):
         noise = tf.random.normal([batch, model.latent_dim])
         with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
@@ -196,7 +200,8 @@ def worker_pipeline(family, batch, steps, mnist):
     return n * batch / (time.perf_counter() - t)
 
 
-WORKERS = {"a": worker_a, "b": worker_b, "c": worker_c, "d": worker_d, "pipeline": worker_pipeline}
+WORKERS = {"a": worker_a, "b": worker_b, "c": worker_c, "d": worker_d, "pipeline": worker_pipeline,
+           "ax": lambda *args: worker_a(*args, jit=True), "bx": lambda *args: worker_b(*args, jit=True)}
 
 
 def measure(variant, case, mnist, quick):
@@ -216,6 +221,7 @@ def main():
     p.add_argument("--mnist", required=True, help="folder with the MNIST IDX files")
     p.add_argument("--cases", default=",".join(CASES))
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(NAMES)}; a is always run")
     p.add_argument("--quick", action="store_true", help="few steps, for a smoke run")
     p.add_argument("--write", help="append the table to this markdown file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -231,24 +237,24 @@ def main():
     lines = [f"### Training throughput, {dt.date.today().isoformat()}, {platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}), "
              f"TensorFlow {__import__('tensorflow').__version__}, medians of {a.rounds} alternating rounds", "",
              "| case | variant | images/s (median) | all rounds | gantrain / this | peak RSS MB |", "|---|---|---|---|---|---|"]
+    variants = ["a"] + [v for v in a.variants.split(",") if v != "a"]
+    unknown = [v for v in variants if v not in NAMES]
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {', '.join(NAMES)}")
     for case in a.cases.split(","):
-        results = {v: [] for v in VARIANTS}
+        results = {v: [] for v in variants}
         for r in range(a.rounds):
-            for v in VARIANTS:
+            for v in variants:
                 results[v].append(measure(v, case, mnist, a.quick))
                 print(f"round {r + 1} {case} {v}: {results[v][-1]['ips']:.1f} images/s", flush=True)
-        med = {v: statistics.median(x["ips"] for x in results[v]) for v in VARIANTS}
-        for v in VARIANTS:
+        med = {v: statistics.median(x["ips"] for x in results[v]) for v in variants}
+        for v in variants:
             rounds = ", ".join(f"{x['ips']:.0f}" for x in results[v])
             peak = max(x["peak_rss_mb"] for x in results[v])
             lines.append(f"| {case} | {v}: {NAMES[v]} | {med[v]:.1f} | {rounds} | {med['a'] / med[v]:.2f}x | {peak:.0f} |")
         pipe = measure("pipeline", case, mnist, a.quick)["ips"]
         lines.append(f"| {case} | input pipeline alone | {pipe:.0f} | | {pipe / med['a']:.1f}x training's rate | |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if a.write:
-        with open(a.write, "a", encoding="utf-8") as f:
-            f.write("\n" + table)
+    emit("\n".join(lines) + "\n", a.write)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,11 @@ SCHEMA: dict = {
         "extractor": Field(None, "feature extractor (default: the dataset's domain classifier, else inception_v3)", "str", nullable=True),
         "weights": Field(None, "extractor weights file or classifier stem (Inception offline)", "path", nullable=True),
     },
+    "distribute": {
+        "strategy": Field("default", "default (one device) | mirrored (all GPUs of this machine, or distribute.devices) | multi_worker_mirrored (several machines; TF_CONFIG on each) | tpu; data.batch_size is the global batch", "str", choices=("default", "mirrored", "multi_worker_mirrored", "tpu")),
+        "devices": Field(None, "mirrored only: devices to use, e.g. [/gpu:0, /gpu:1] (default: every GPU); naming /cpu:1 and up splits the CPU into logical devices (testing)", "str_list", nullable=True),
+        "tpu": Field(None, "tpu only: the TPU name or grpc:// address (null: a local TPU VM or $TPU_NAME)", "str", nullable=True),
+    },
     "log": {
         "every": Field(100, "steps between scalar logs (metrics.jsonl, TensorBoard, progress bar)", "int", min=1),
         "sample_every": Field(500, "steps between sample grids (samples/step_NNNNNN.png)", "int", min=1),
@@ -246,6 +251,11 @@ def check_combinations(cfg: dict, ctx: Context) -> None:
         ctx.fail(("loss", "real_target"), f"label smoothing and noisy labels set targets for BCE or least-squares losses; loss {name!r} has no targets")
     if cfg["train"]["update"] == "simultaneous" and cfg["train"]["d_steps"] != 1:
         ctx.fail(("train", "update"), "simultaneous updates take one D step per G step; set train.d_steps: 1 or train.update: alternating")
+    dist = cfg["distribute"]
+    if dist["devices"] and dist["strategy"] != "mirrored":
+        ctx.fail(("distribute", "devices"), f"only the mirrored strategy takes a device list (distribute.strategy is {dist['strategy']!r})")
+    if dist["tpu"] and dist["strategy"] != "tpu":
+        ctx.fail(("distribute", "tpu"), f"a TPU address needs distribute.strategy: tpu (it is {dist['strategy']!r})")
     if cfg["loss"]["real_target"] <= cfg["loss"]["fake_target"]:
         ctx.fail(("loss", "real_target"), "must be above loss.fake_target")
 

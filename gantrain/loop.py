@@ -29,6 +29,7 @@ from tqdm import tqdm
 from gantrain import checkpoint as ckpt_lib
 from gantrain.classify import classifier_accuracy
 from gantrain.data import make_pipeline
+from gantrain.distribute import agree, check_batch, distribute_pipeline
 from gantrain.data.labels import labeled_subset
 from gantrain.errors import TrainingStopped
 from gantrain.images import display_scale, make_grid, save_png
@@ -62,8 +63,10 @@ class Interrupt:
 
 
 class TrainingLoop:
-    def __init__(self, cfg, run_dir: Path, trainer, source, step: tf.Variable, manager, lr_scale: tf.Variable, progress: bool, evaluation: dict):
+    def __init__(self, cfg, run_dir: Path, trainer, source, step: tf.Variable, manager, lr_scale: tf.Variable, progress: bool, evaluation: dict,
+                 strategy: tf.distribute.Strategy | None = None):
         self.cfg, self.run_dir, self.trainer, self.source = cfg, run_dir, trainer, source
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.step, self.manager, self.lr_scale, self.progress = step, manager, lr_scale, progress
         self.total = cfg["train"]["steps"]
         self.batch_size, self.d_steps = cfg["data"]["batch_size"], cfg["train"]["d_steps"]
@@ -81,11 +84,14 @@ class TrainingLoop:
     # -- data -------------------------------------------------------------------------------------
     def _iterators(self):
         start = int(self.step.numpy()) * self.d_steps
-        iterator = iter(make_pipeline(self.source, self.batch_size, self.cfg["seed"], start_batch=start))
+        seed, strategy = self.cfg["seed"], self.strategy
+        iterator = iter(distribute_pipeline(strategy, lambda: make_pipeline(self.source, self.batch_size, seed, start_batch=start), self.batch_size))
         labeled = None
         if self.trainer.model.uses_labeled_stream:
             subset = labeled_subset(self.source)
-            labeled = iter(make_pipeline(subset, min(self.batch_size, len(subset)), self.cfg["seed"] + 1, start_batch=start))
+            size = min(self.batch_size, len(subset))
+            check_batch(strategy, size, "the labelled batch (min(data.batch_size, labelled images))")
+            labeled = iter(distribute_pipeline(strategy, lambda: make_pipeline(subset, size, seed + 1, start_batch=start), size))
         return iterator, labeled
 
     def _call_length(self, s: int) -> int:
@@ -126,7 +132,7 @@ class TrainingLoop:
                     bad = _first_non_finite(out)
                     where = f"step {s0 + 1}" if k == 1 else f"steps {s0 + 1}-{s0 + k}"
                     per_step = (time.perf_counter() - t_call) / k
-                    self.auto_steps = max(1, min(50, int(0.25 / max(per_step, 1e-5))))
+                    self.auto_steps = agree(self.strategy, max(1, min(50, int(0.25 / max(per_step, 1e-5)))))
                     if bad is not None:
                         self._on_non_finite(where, *bad)
                         iterator, labeled = self._iterators()

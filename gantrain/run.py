@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from gantrain import checkpoint as ckpt_lib
+from gantrain import distribute
 from gantrain.config import dump, load_config, locked_differences, validate
 from gantrain.data import load_dataset
 from gantrain.data.labels import keep_labels_per_class
@@ -29,14 +31,19 @@ from gantrain.trainer import GANTrainer, TrainOptions
 
 
 
-def build_model(cfg: dict, image_shape: tuple, num_classes: int) -> GANModel:
+def build_model(cfg: dict, image_shape: tuple, num_classes: int, synchronized_bn: bool = False) -> GANModel:
+    """Build the family's networks; ``synchronized_bn``: batch norm uses global-batch statistics
+    across replicas (so a multi-device step normalises exactly like the single-device one)."""
+    from gantrain.models import layers
+
     keras.utils.set_random_seed(cfg["seed"])
     # Layers take their dtype policy when they are built; set it for this model only, so a later
     # model in the same process (a notebook, the tests) is not silently built in mixed precision.
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(cfg["train"]["precision"])
     try:
-        return MODELS.get(cfg["model"]["family"]).build(cfg["model"], image_shape, num_classes)
+        with layers.synchronized_batch_norm(synchronized_bn):
+            return MODELS.get(cfg["model"]["family"]).build(cfg["model"], image_shape, num_classes)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
 
@@ -118,12 +125,26 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     if resume is not None and not (resume / "config.yaml").is_file():
         raise UserError(f"--resume {resume}: no config.yaml there; is it a gantrain run directory?")
     cfg = resolve_fit_config(config, overrides, resume)
-    run_dir, clear = prepare_run_dir(cfg, Path(run_dir) if run_dir else None, resume, overwrite)
+    # Before any other TensorFlow work: multi-worker collectives and logical devices are start-up settings.
+    strategy = distribute.make_strategy(cfg["distribute"])
+    chief = distribute.is_chief(strategy)
+    if chief:
+        run_dir, clear = prepare_run_dir(cfg, Path(run_dir) if run_dir else None, resume, overwrite)
+    else:
+        # Other workers make the same calls as the chief (saves may need collective reads) but
+        # into a scratch folder: only the chief writes the run.
+        chief_dir = resume or Path(run_dir or Path("runs") / cfg["name"])
+        run_dir, clear = Path(tempfile.mkdtemp(prefix=f"gantrain-{distribute.worker_label(strategy)}-")), False
 
     if cfg["train"]["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     source = load_dataset(cfg["data"])
     batch_size, d_steps = cfg["data"]["batch_size"], cfg["train"]["d_steps"]
+    distribute.check_batch(strategy, batch_size)
+    if cfg["train"]["jit_compile"] and strategy.num_replicas_in_sync > 1:
+        # Measured on two logical CPUs: XLA refuses a step whose replica variables live on other devices.
+        raise UserError("train.jit_compile: XLA is not supported with a multi-replica strategy here; set train.jit_compile: false "
+                        f"(distribute.strategy {cfg['distribute']['strategy']!r} has {strategy.num_replicas_in_sync} replicas)")
     if batch_size > len(source):
         raise UserError(f"data.batch_size: {batch_size} is larger than the dataset ({len(source)} images)")
     if cfg["train"]["epochs"] is not None:
@@ -131,7 +152,9 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     if cfg["data"]["labeled_per_class"] is not None:
         source = keep_labels_per_class(source, cfg["data"]["labeled_per_class"], cfg["seed"])
 
-    model = build_model(cfg, source.image_shape, source.num_classes)
+    with strategy.scope():  # the trainer's noise generator, created later, stays outside it on purpose
+        model = build_model(cfg, source.image_shape, source.num_classes, synchronized_bn=strategy.num_replicas_in_sync > 1)
+        optimizers = build_optimizers(cfg)
     check_labels(cfg, model, source)
     if cfg["data"]["labeled_per_class"] is not None and not model.uses_labeled_stream:
         raise UserError(f"data.labeled_per_class: only semi-supervised families use it (sgan), not {cfg['model']['family']!r}")
@@ -142,11 +165,12 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     evaluation = prepare_evaluation(cfg, model, source)  # may refuse the config: before anything is written
     trainer = GANTrainer(
         model,
-        *build_optimizers(cfg),
+        *optimizers,
         get_loss(cfg["loss"]["name"]),
         batch_size,
         cfg["seed"],
         options=TrainOptions.from_config(cfg),
+        strategy=strategy,
     )
     step = tf.Variable(0, dtype=tf.int64, name="step")
     lr_scale = tf.Variable(1.0, dtype=tf.float32, name="lr_scale")  # lowered by NaN rollbacks
@@ -161,14 +185,21 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     except OSError as err:
         raise UserError(f"{run_dir}: cannot write the run directory ({err.strerror}); choose another with --run-dir") from None
     manager = ckpt_lib.manager(ckpt, run_dir / "checkpoints", cfg["log"]["keep_checkpoints"], step)
-    if resume is not None and manager.latest_checkpoint:
-        ckpt_lib.restore(ckpt, manager.latest_checkpoint)
+    latest = manager.latest_checkpoint if chief else tf.train.latest_checkpoint(str(chief_dir / "checkpoints")) if resume else None
+    if resume is not None and latest:
+        ckpt_lib.restore(ckpt, latest)
     elif resume is not None:
         print(f"note: {run_dir} has no checkpoint yet; starting from step 0", file=sys.stderr)
     apply_lr_scale(cfg, trainer, lr_scale)  # the config's rates (a resumed run may change them) x rollbacks
     _write_config(run_dir, cfg)
     write_meta(run_dir, source)
-    return TrainingLoop(cfg, run_dir, trainer, source, step, manager, lr_scale, progress, evaluation).run()
+    loop = TrainingLoop(cfg, run_dir, trainer, source, step, manager, lr_scale, progress and chief, evaluation, strategy)
+    try:
+        loop.run()
+    finally:
+        if not chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return run_dir if chief else chief_dir
 
 
 def prepare_evaluation(cfg: dict, model: GANModel, source) -> dict:

@@ -19,6 +19,7 @@ import tensorflow as tf
 from gantrain import losses
 from gantrain.augment import diff_augment
 from gantrain.averaging import EMAGenerator, HistoricalAverage
+from gantrain.distribute import num_replicas, replica_seed, replica_slice
 from gantrain.losses import LossPair
 from gantrain.models.base import GANModel
 
@@ -77,6 +78,7 @@ class GANTrainer:
         d_steps: int = 1,
         jit_compile: bool = False,
         options: TrainOptions | None = None,
+        strategy: tf.distribute.Strategy | None = None,
     ):
         self.model = model
         self.generator = model.generator
@@ -84,18 +86,23 @@ class GANTrainer:
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.loss = loss
         self.options = options or TrainOptions(d_steps=d_steps, jit_compile=jit_compile)
+        # batch_size is the global batch: a strategy's replicas each train on a slice of it.
         self.batch_size, self.d_steps = batch_size, self.options.d_steps
+        self.strategy = strategy or tf.distribute.get_strategy()
         # Noise comes from a counter-based generator whose state is a variable: checkpointed with
         # the weights, so a resumed run draws exactly the noise the uninterrupted one would have.
+        # It is created outside the strategy scope and used only in cross-replica context, so
+        # every strategy draws the same global-batch noise a single device would.
         self.rng = tf.random.Generator.from_seed(seed)
-        # Build optimizer slots now, not lazily inside the first traced call, so they exist before
-        # a checkpoint is restored into them.
-        g_optimizer.build(self.generator.trainable_variables)
-        d_optimizer.build(self.discriminator.trainable_variables)
         opts = self.options
-        self.ema = EMAGenerator(self.generator, opts.ema_decay) if opts.ema_decay else None
-        self.g_history = HistoricalAverage(self.generator.trainable_variables, "g") if opts.hist_avg_generator else None
-        self.d_history = HistoricalAverage(self.discriminator.trainable_variables, "d") if opts.hist_avg_discriminator else None
+        with self.strategy.scope():
+            # Build optimizer slots now, not lazily inside the first traced call, so they exist
+            # before a checkpoint is restored into them (and are mirrored like the weights).
+            g_optimizer.build(self.generator.trainable_variables)
+            d_optimizer.build(self.discriminator.trainable_variables)
+            self.ema = EMAGenerator(self.generator, opts.ema_decay) if opts.ema_decay else None
+            self.g_history = HistoricalAverage(self.generator.trainable_variables, "g") if opts.hist_avg_generator else None
+            self.d_history = HistoricalAverage(self.discriminator.trainable_variables, "d") if opts.hist_avg_discriminator else None
         if opts.feature_matching != "none":
             model.enable_features()
         self._d_update = tf.function(self._d_update_eager, jit_compile=opts.jit_compile)
@@ -125,16 +132,18 @@ class GANTrainer:
         # float32: under mixed precision G's images are float16, the augmentation noise float32
         return diff_augment(tf.cast(images, tf.float32), self.options.diffaugment, seed) if self.options.diffaugment else images
 
-    def _targets(self, batch):
+    def _targets(self, batch, seed):
         o = self.options
         if not o.target_noise:
             return o.real_target, o.fake_target
-        return (o.real_target - self.rng.uniform([batch], 0.0, o.target_noise), o.fake_target + self.rng.uniform([batch], 0.0, o.target_noise))
+        noise = _global_uniform(seed, [2, batch * num_replicas()], o.target_noise)
+        return o.real_target - replica_slice(noise[0]), o.fake_target + replica_slice(noise[1])
 
-    def _penalty(self, real_images, fake_images, labels, fake_labels):
+    def _penalty(self, real_images, fake_images, labels, seed):
         o = self.options
         if o.penalty == "gradient_penalty":
-            alpha = self.rng.uniform([tf.shape(real_images)[0]])
+            # Drawn for the global batch and sliced: the same interpolates on any number of replicas.
+            alpha = replica_slice(_global_uniform(seed, [tf.shape(real_images)[0] * num_replicas()], 1.0))
             critic = lambda x: self.model.discriminate(x, labels, training=True)["logits"]  # noqa: E731
             return o.penalty_weight * losses.gradient_penalty(critic, real_images, fake_images, alpha)
         if o.penalty == "r1":
@@ -144,15 +153,16 @@ class GANTrainer:
 
     # -- updates ----------------------------------------------------------------------------------
     # -- losses (inside a tape) ------------------------------------------------------------------
-    def _d_losses(self, real_in, fake_in, real_out, fake_out, labels, latent, labeled):
+    def _d_losses(self, real_in, fake_in, real_out, fake_out, labels, latent, labeled, seed):
         o = self.options
-        real_target, fake_target = self._targets(tf.shape(real_in)[0])
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        real_target, fake_target = self._targets(tf.shape(real_in)[0], seeds[0])
         if self.loss.uses_targets:
             adversarial = self.loss.d_loss(real_out["logits"], fake_out["logits"], real_target, fake_target)
         else:
             adversarial = self.loss.d_loss(real_out["logits"], fake_out["logits"])
         extra = dict(self.model.d_extra_losses(real_out, fake_out, labels, latent, labeled))
-        penalty = self._penalty(real_in, fake_in, labels, latent.get("labels"))
+        penalty = self._penalty(real_in, fake_in, labels, seeds[1])
         if penalty is not None:
             extra[o.penalty] = penalty
         if self.d_history:
@@ -182,47 +192,57 @@ class GANTrainer:
         return {"g_loss": tf.add_n(terms), **({"g_adv_loss": adversarial} if extra else {}), **{f"g_{k}": v for k, v in extra.items()}}
 
     # -- applying gradients -----------------------------------------------------------------------
+    # Optimizer steps run in replica context (Keras sums the gradients across replicas); what
+    # follows an update (clipping, averages) runs once, in cross-replica context, on the result.
     def _apply_d(self, grads):
-        D, o = self.discriminator, self.options
-        _check_gradients(grads, D.trainable_variables, "discriminator")
-        self.d_optimizer.apply(grads, D.trainable_variables)
+        _check_gradients(grads, self.discriminator.trainable_variables, "discriminator")
+        self.d_optimizer.apply(grads, self.discriminator.trainable_variables)
+
+    def _apply_g(self, grads):
+        _check_gradients(grads, self.generator.trainable_variables, "generator")
+        self.g_optimizer.apply(grads, self.generator.trainable_variables)
+
+    def _after_d(self):
+        o = self.options
         if o.d_clip_value is not None:
-            for v in D.trainable_variables:
+            for v in self.discriminator.trainable_variables:
                 v.assign(tf.clip_by_value(v, -o.d_clip_value, o.d_clip_value))
         if self.d_history:
             self.d_history.update()
 
-    def _apply_g(self, grads):
-        G = self.generator
-        _check_gradients(grads, G.trainable_variables, "generator")
-        self.g_optimizer.apply(grads, G.trainable_variables)
+    def _after_g(self):
         if self.g_history:
             self.g_history.update()
         if self.ema:
             self.ema.update()
 
     # -- updates ----------------------------------------------------------------------------------
+    # The *_update_eager functions run per replica: ``latent`` and ``seed`` are global (drawn in
+    # cross-replica context), images and labels are already this replica's slice.
     def _d_update_eager(self, real_images, labels, latent, seed, labeled=None):
         model = self.model
-        seeds = tf.random.experimental.stateless_split(seed, 2)
+        latent = {k: replica_slice(v) for k, v in latent.items()}
+        seeds = tf.random.experimental.stateless_split(seed, 3)
+        aug = tf.random.experimental.stateless_split(replica_seed(seeds[0]), 2)
         with tf.GradientTape() as tape:
             fake_images = model.generate(latent, training=True)
-            real_in, fake_in = self._augment(real_images, seeds[0]), self._augment(fake_images, seeds[1])
+            real_in, fake_in = self._augment(real_images, aug[0]), self._augment(fake_images, aug[1])
             real_out = model.discriminate(real_in, labels, training=True)
             fake_out = model.discriminate(fake_in, latent.get("labels"), training=True)
-            metrics = self._d_losses(real_in, fake_in, real_out, fake_out, labels, latent, labeled)
-            scaled = _scaled(self.d_optimizer, metrics["d_loss"])  # inside the tape, so it is differentiated
+            metrics = self._d_losses(real_in, fake_in, real_out, fake_out, labels, latent, labeled, seeds[2])
+            scaled = _scaled(self.d_optimizer, metrics["d_loss"] / num_replicas())  # inside the tape, so it is differentiated
         self._apply_d(tape.gradient(scaled, self.discriminator.trainable_variables))
         return metrics
 
     def _g_update_eager(self, latent, real_images, real_labels, seed):
         model = self.model
-        seeds = tf.random.experimental.stateless_split(seed, 2)
+        latent = {k: replica_slice(v) for k, v in latent.items()}
+        aug = tf.random.experimental.stateless_split(replica_seed(seed), 2)
         with tf.GradientTape() as tape:
-            fake_out = model.discriminate(self._augment(model.generate(latent, training=True), seeds[0]), latent.get("labels"), training=True)
-            real_out_fn = lambda: model.discriminate(self._augment(real_images, seeds[1]), real_labels, training=True)  # noqa: E731
+            fake_out = model.discriminate(self._augment(model.generate(latent, training=True), aug[0]), latent.get("labels"), training=True)
+            real_out_fn = lambda: model.discriminate(self._augment(real_images, aug[1]), real_labels, training=True)  # noqa: E731
             metrics = self._g_losses(fake_out, real_out_fn, latent)
-            scaled = _scaled(self.g_optimizer, metrics["g_loss"])
+            scaled = _scaled(self.g_optimizer, metrics["g_loss"] / num_replicas())
         self._apply_g(tape.gradient(scaled, self.generator.trainable_variables))
         return metrics
 
@@ -234,15 +254,18 @@ class GANTrainer:
         twice: about a third less work per step.
         """
         model = self.model
-        seeds = tf.random.experimental.stateless_split(seed, 2)
+        latent = {k: replica_slice(v) for k, v in latent.items()}
+        seeds = tf.random.experimental.stateless_split(seed, 3)
+        aug = tf.random.experimental.stateless_split(replica_seed(seeds[0]), 2)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake_images = model.generate(latent, training=True)
-            real_in, fake_in = self._augment(real_images, seeds[0]), self._augment(fake_images, seeds[1])
+            real_in, fake_in = self._augment(real_images, aug[0]), self._augment(fake_images, aug[1])
             real_out = model.discriminate(real_in, labels, training=True)
             fake_out = model.discriminate(fake_in, latent.get("labels"), training=True)
-            d_metrics = self._d_losses(real_in, fake_in, real_out, fake_out, labels, latent, labeled)
+            d_metrics = self._d_losses(real_in, fake_in, real_out, fake_out, labels, latent, labeled, seeds[2])
             g_metrics = self._g_losses(fake_out, lambda: real_out, latent)
-            d_scaled, g_scaled = _scaled(self.d_optimizer, d_metrics["d_loss"]), _scaled(self.g_optimizer, g_metrics["g_loss"])
+            n = num_replicas()
+            d_scaled, g_scaled = _scaled(self.d_optimizer, d_metrics["d_loss"] / n), _scaled(self.g_optimizer, g_metrics["g_loss"] / n)
         d_grads = d_tape.gradient(d_scaled, self.discriminator.trainable_variables)
         g_grads = g_tape.gradient(g_scaled, self.generator.trainable_variables)
         self._apply_d(d_grads)
@@ -250,20 +273,35 @@ class GANTrainer:
         return {**d_metrics, **g_metrics}
 
     def _train_step_eager(self, iterator, labeled_iterator=None):
-        """One generator update preceded by ``d_steps`` discriminator updates on fresh real batches."""
+        """One generator update preceded by ``d_steps`` discriminator updates on fresh real batches.
+
+        Runs in cross-replica context: it draws the global noise, hands each replica its batch via
+        ``strategy.run``, then applies the post-update steps and averages the metrics.
+        """
+        run = self.strategy.run
         if self.options.simultaneous:
             real_images, labels = next(iterator)
-            labeled = next(labeled_iterator) if labeled_iterator is not None else None
+            extra = (next(labeled_iterator),) if labeled_iterator is not None else ()
             latent = self.model.sample_latent(self.rng, self.batch_size)
-            return self._joint_update(real_images, labels, latent, self.rng.make_seeds(1)[:, 0], labeled)
+            metrics = run(self._joint_update, args=(real_images, labels, latent, self.rng.make_seeds(1)[:, 0], *extra))
+            self._after_d()
+            self._after_g()
+            return self._mean_over_replicas(metrics)
         for _ in range(self.d_steps):  # unrolled at trace time: d_steps is a small constant
             real_images, labels = next(iterator)
-            labeled = next(labeled_iterator) if labeled_iterator is not None else None
+            extra = (next(labeled_iterator),) if labeled_iterator is not None else ()
             latent = self.model.sample_latent(self.rng, self.batch_size)
-            metrics = self._d_update(real_images, labels, latent, self.rng.make_seeds(1)[:, 0], labeled)
+            metrics = run(self._d_update, args=(real_images, labels, latent, self.rng.make_seeds(1)[:, 0], *extra))
+            self._after_d()
         latent = self.model.sample_latent(self.rng, self.batch_size)
-        metrics.update(self._g_update(latent, real_images, labels, self.rng.make_seeds(1)[:, 0]))
-        return metrics
+        metrics = {**metrics, **run(self._g_update, args=(latent, real_images, labels, self.rng.make_seeds(1)[:, 0]))}
+        self._after_g()
+        return self._mean_over_replicas(metrics)
+
+    def _mean_over_replicas(self, metrics: dict) -> dict:
+        if self.strategy.num_replicas_in_sync == 1:
+            return metrics
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in metrics.items()}
 
 
     def _train_steps_eager(self, iterator, k, labeled_iterator=None):
@@ -277,6 +315,10 @@ class GANTrainer:
             metrics = self._train_step_eager(iterator, labeled_iterator)
             sums = {key: sums[key] + metrics[key] for key in sums}
         return sums
+
+
+def _global_uniform(seed, shape, high):
+    return tf.random.stateless_uniform(shape, seed=seed, minval=0.0, maxval=high)
 
 
 def _scaled(optimizer, loss):

@@ -223,12 +223,16 @@ def test_minibatch_discrimination_layer():
 
 def test_noisy_and_smoothed_targets_as_configured():
     trainer, _ = _trainer(_raw("dcgan", loss={"name": "non_saturating", "real_target": 0.9}))
-    assert trainer._targets(4) == (0.9, 0.0)
+    seed = tf.constant([1, 2], tf.int64)
+    assert trainer._targets(4, seed) == (0.9, 0.0)
     trainer, _ = _trainer(_raw("dcgan", loss={"name": "non_saturating", "target_noise": 0.2}))
-    real, fake = trainer._targets(1000)
+    real, fake = trainer._targets(1000, seed)
     real, fake = real.numpy(), fake.numpy()
     assert real.min() >= 0.8 and real.max() <= 1.0 and fake.min() >= 0.0 and fake.max() <= 0.2
     assert real.std() > 0.03 and fake.std() > 0.03  # really random, per example
+    assert np.corrcoef(real, fake)[0, 1] < 0.2  # real and fake targets are drawn independently
+    other = trainer._targets(1000, tf.constant([1, 3], tf.int64))[0].numpy()
+    assert not np.allclose(other, real)  # a new seed (a new step) draws new targets
 
 
 @pytest.mark.parametrize("norm", ["instance", "spectral", "layer", "batch"])

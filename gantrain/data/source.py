@@ -72,4 +72,4 @@ def make_pipeline(source: ImageSource, batch_size: int, seed: int, start_batch: 
     def gather(idx):
         return to_unit_range(tf.gather(images, idx)), tf.gather(labels, idx)
 
-    return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return indices.batch(batch_size, drop_remainder=True).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -13,7 +13,7 @@ import math
 from keras import layers
 
 from gantrain.models.base import Family
-from gantrain.models.layers import D_NORMS, G_NORMS, MINIBATCH_SCHEMA, maybe_spectral, minibatch, normalize
+from gantrain.models.layers import D_NORMS, G_NORMS, MINIBATCH_SCHEMA, batch_norm, maybe_spectral, minibatch, normalize
 from gantrain.schema import Field
 
 CONV_SCHEMA = {
@@ -48,7 +48,7 @@ def mlp_generator(x, image_shape: tuple, widths, bn_momentum: float, slope: floa
     for width in widths:
         x = layers.Dense(width)(x)
         x = layers.LeakyReLU(slope)(x)
-        x = layers.BatchNormalization(momentum=bn_momentum)(x)
+        x = batch_norm(bn_momentum)(x)
     x = layers.Dense(math.prod(image_shape), activation="tanh")(x)
     return layers.Reshape(image_shape)(x)
 

@@ -8,6 +8,8 @@ after it) and ``none``.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras import layers, ops
 
@@ -22,6 +24,24 @@ MINIBATCH_SCHEMA = {
 }
 
 
+_SYNCHRONIZED_BN = [False]
+
+
+@contextlib.contextmanager
+def synchronized_batch_norm(on: bool):
+    """Within this block batch norm layers are built to use global-batch statistics across replicas."""
+    before = _SYNCHRONIZED_BN[0]
+    _SYNCHRONIZED_BN[0] = on
+    try:
+        yield
+    finally:
+        _SYNCHRONIZED_BN[0] = before
+
+
+def batch_norm(momentum: float) -> layers.Layer:
+    return layers.BatchNormalization(momentum=momentum, synchronized=_SYNCHRONIZED_BN[0])
+
+
 def maybe_spectral(layer: layers.Layer, norm: str) -> layers.Layer:
     return layers.SpectralNormalization(layer) if norm == "spectral" else layer
 
@@ -29,7 +49,7 @@ def maybe_spectral(layer: layers.Layer, norm: str) -> layers.Layer:
 def normalize(x, norm: str, momentum: float = 0.99):
     """Apply the normalisation named by ``norm`` after a layer (spectral is handled by maybe_spectral)."""
     if norm == "batch":
-        return layers.BatchNormalization(momentum=momentum)(x)
+        return batch_norm(momentum)(x)
     if norm == "layer":
         return layers.LayerNormalization()(x)
     if norm == "instance":
