@@ -64,12 +64,16 @@ def main() -> None:
         def loop(fn):
             @tf.function(jit_compile=False)
             def run(k):
+                total = tf.constant(0.0)
                 for _ in tf.range(k):
-                    fn()
+                    out = fn()
+                    total += out if out is not None else 0.0
+                return total
             return run
 
         def fwd_bwd():
-            grads()
+            # Returned, so the graph cannot prune the gradients as unused work.
+            return tf.add_n([tf.reduce_sum(g) for g in sum(map(list, grads()), [])])
 
         inner = {"fwd+bwd": tf.function(fwd_bwd, jit_compile=jit), "apply": tf.function(apply, jit_compile=jit)}
         tag = "/xla" if jit else ""

@@ -7,6 +7,7 @@ Variants, all on the same networks (built by gantrain's family builders) and rea
   c  keras fit      a keras.Model subclass with train_step, driven by fit (keras-io style)
   d  train_on_batch the Keras-2 style: D.train_on_batch on real and fake, then combined.train_on_batch,
                     toggling D.trainable (the Keras 3 fix for the frozen-D idiom, MODELS.md K1)
+On request (--variants): ax / a0 gantrain with XLA forced on / off, bx the loop with XLA.
 
 Each measurement runs in a fresh process (so peak RSS is per variant); variants alternate
 (a b c d a b c d ...) for --rounds rounds and the table reports medians, so machine noise hits all
@@ -42,7 +43,7 @@ CASES = {  # name -> (family, batch, timed steps per window)
 }
 VARIANTS = ("a", "b", "c", "d")  # the default table; ax and bx (XLA) on request with --variants
 NAMES = {"a": "gantrain", "b": "tf.function loop", "c": "keras fit/train_step", "d": "train_on_batch (Keras-2 style)",
-         "ax": "gantrain, train.jit_compile: true", "bx": "tf.function loop, jit_compile=True"}
+         "ax": "gantrain, train.jit_compile: true", "a0": "gantrain, train.jit_compile: false", "bx": "tf.function loop, jit_compile=True"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -68,7 +69,7 @@ def _bce(logits, target):
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), target), logits=logits))
 
 
-def worker_a(family, batch, steps, mnist, jit=False):
+def worker_a(family, batch, steps, mnist, jit=None):  # None: gantrain's default (auto)
     import gantrain
 
     run = Path(tempfile.mkdtemp()) / "run"
@@ -201,7 +202,7 @@ def worker_pipeline(family, batch, steps, mnist):
 
 
 WORKERS = {"a": worker_a, "b": worker_b, "c": worker_c, "d": worker_d, "pipeline": worker_pipeline,
-           "ax": lambda *args: worker_a(*args, jit=True), "bx": lambda *args: worker_b(*args, jit=True)}
+           "ax": lambda *args: worker_a(*args, jit=True), "a0": lambda *args: worker_a(*args, jit=False), "bx": lambda *args: worker_b(*args, jit=True)}
 
 
 def measure(variant, case, mnist, quick):

@@ -62,7 +62,7 @@ SCHEMA: dict = {
         "epochs": Field(None, "training length in passes over the data (discriminator batches); when set it decides train.steps (the run's config.yaml records both); --set of either replaces the other", "float", min=0, min_exclusive=True, nullable=True),
         "d_steps": Field(1, "discriminator updates per generator update (n_critic)", "int", min=1, max=100),
         "update": Field("auto", "alternating (D step, then G step with fresh noise), simultaneous (both from one forward pass, as the TF tutorial; d_steps 1 only) or auto (simultaneous when d_steps is 1)", "str", choices=("auto", "alternating", "simultaneous")),
-        "jit_compile": Field(False, "compile the training step with XLA", "bool"),
+        "jit_compile": Field(None, "compile the training step with XLA; null = auto: on for networks without convolutions on one replica (on CPU XLA made the MLP GAN 1.4x faster and the DCGAN 1.5x slower, see BENCHMARKS.md)", "bool", nullable=True),
         "steps_per_call": Field(None, "training steps per compiled call (fewer Python round trips); null = automatic (about 0.25 s of work per call, at most 50); hook cadence stays exact", "int", min=1, max=1000, nullable=True),
         "precision": Field("float32", "float32, mixed_float16 (GPUs; dynamic loss scaling) or mixed_bfloat16 (TPUs, recent CPUs/GPUs); losses are always computed in float32", "str", choices=("float32", "mixed_float16", "mixed_bfloat16")),
         "deterministic": Field(False, "enable TensorFlow op determinism (bit-identical reruns on CPU; slower)", "bool"),

@@ -48,7 +48,7 @@ class TrainOptions:
         loss, train = config["loss"], config["train"]
         return cls(
             d_steps=train["d_steps"],
-            jit_compile=train["jit_compile"],
+            jit_compile=bool(train["jit_compile"]),  # null (auto) is decided by run.fit, which knows the networks
             penalty=loss["penalty"],
             penalty_weight=loss["penalty_weight"],
             real_target=loss["real_target"],

@@ -273,7 +273,7 @@ def test_defaults_are_filled_in(tmp_path):
     cfg = load_config(write(tmp_path, BASE))
     assert cfg["name"] == "exp"
     assert cfg["seed"] == 0
-    expected_train = {"steps": 10000, "epochs": None, "d_steps": 1, "jit_compile": False, "deterministic": False}
+    expected_train = {"steps": 10000, "epochs": None, "d_steps": 1, "jit_compile": None, "deterministic": False}
     assert {k: cfg["train"][k] for k in expected_train} == expected_train
     expected_data = {"loader": "mnist", "batch_size": 64, "root": None, "split": "train"}
     assert {k: cfg["data"][k] for k in expected_data} == expected_data

@@ -77,3 +77,33 @@ def test_simultaneous_update_equals_d_step_and_g_step_on_pre_update_weights(mnis
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     for a, b in zip(joint.generator.trainable_variables, g_only.generator.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_xla_by_default_only_for_networks_without_convolutions(mnist_dir, tmp_path, monkeypatch):
+    import gantrain.run
+    from gantrain.run import auto_jit, fit
+
+    used = []
+
+    class Recording(GANTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            used.append(self.options.jit_compile)
+
+    monkeypatch.setattr(gantrain.run, "GANTrainer", Recording)
+
+    default = tf.distribute.get_strategy()
+    decisions = {}
+    for family, extra in [("gan", {"g_widths": [8], "d_widths": [8], "d_norm": "spectral"}), ("cgan", {}), ("dcgan", {}), ("cdcgan", {})]:
+        cfg = validate({"model": {"family": family, **extra}, "data": {"loader": "mnist", "root": str(mnist_dir)}})
+        decisions[family] = auto_jit(build_model(cfg, (28, 28, 1), 10), default)
+    assert decisions == {"gan": True, "cgan": True, "dcgan": False, "cdcgan": False}
+    # A fit of the MLP GAN with the default (null) setting trains under XLA and keeps null in its config.
+    cfg = tiny_config(mnist_dir, steps=2)
+    cfg["model"] = {"family": "gan", "latent_dim": 4, "g_widths": [8], "d_widths": [8]}
+    run = fit(cfg, run_dir=tmp_path / "run", progress=False)
+    assert (run / "checkpoints" / "ckpt-2.index").is_file()
+    assert "jit_compile: null" in (run / "config.yaml").read_text()
+    cfg["train"]["jit_compile"] = False  # an explicit setting wins
+    fit(cfg, run_dir=tmp_path / "run2", progress=False)
+    assert used == [True, False]
