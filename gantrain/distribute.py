@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from gantrain.errors import UserError
 
+
 def make_strategy(cfg: dict) -> tf.distribute.Strategy:
     """The strategy named by the config's ``distribute`` section.
 
@@ -46,12 +47,12 @@ def make_strategy(cfg: dict) -> tf.distribute.Strategy:
                 "distribute.strategy multi_worker_mirrored needs the TF_CONFIG environment variable on every worker, e.g. "
                 'TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}\''
             )
-        _check_tf_config()
+        tf_config = _parse_tf_config()
         try:
             return tf.distribute.MultiWorkerMirroredStrategy()
         except tf.errors.OpError as err:  # e.g. the port is taken
             raise UserError(f"distribute.strategy multi_worker_mirrored: {_first_line(err)}; check this worker's address in TF_CONFIG "
-                            f"({_this_address()}) is free and reachable") from None
+                            f"({_this_address(tf_config)}) is free and reachable") from None
         except (ValueError, RuntimeError) as err:
             raise UserError(f"distribute.strategy multi_worker_mirrored: {_first_line(err)} (create the strategy before any other TensorFlow work)") from None
     if name == "tpu":
@@ -88,7 +89,7 @@ def _ensure_logical_cpus(devices: list[str]) -> None:
         ) from None
 
 
-def _check_tf_config() -> None:
+def _parse_tf_config() -> dict:
     try:
         tf_config = json.loads(os.environ["TF_CONFIG"])
         workers = tf_config["cluster"]["worker"] if "worker" in tf_config["cluster"] else []
@@ -98,10 +99,10 @@ def _check_tf_config() -> None:
         raise UserError(f"TF_CONFIG: not a valid cluster description ({err}); expected {{\"cluster\": {{\"worker\": [...]}}, \"task\": {{\"type\": \"worker\", \"index\": 0}}}}") from None
     if not workers and "chief" not in tf_config["cluster"]:
         raise UserError("TF_CONFIG: the cluster lists no workers")
+    return tf_config
 
 
-def _this_address() -> str:
-    tf_config = json.loads(os.environ["TF_CONFIG"])
+def _this_address(tf_config: dict) -> str:
     task = tf_config["task"]
     try:
         return tf_config["cluster"][task["type"]][int(task["index"])]
@@ -126,28 +127,27 @@ def worker_label(strategy: tf.distribute.Strategy) -> str:
     return f"{resolver.task_type}-{resolver.task_id}" if resolver is not None and resolver.task_type else "worker"
 
 
+def num_replicas() -> int:
+    ctx = tf.distribute.get_replica_context()
+    return ctx.num_replicas_in_sync if ctx is not None else 1
+
+
+def _replica_id():
+    return tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int32)
+
+
 def replica_slice(tensor):
     """This replica's contiguous rows of a global-batch tensor (the whole tensor on one replica)."""
-    ctx = tf.distribute.get_replica_context()
-    n = ctx.num_replicas_in_sync if ctx is not None else 1
+    n = num_replicas()
     if n == 1:
         return tensor
     per = tf.shape(tensor)[0] // n
-    start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * per
-    return tensor[start:start + per]
+    return tensor[_replica_id() * per:(_replica_id() + 1) * per]
 
 
 def replica_seed(seed):
     """A stateless seed that differs per replica (random augmentations must not repeat across slices)."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return seed
-    return tf.random.experimental.stateless_fold_in(seed, tf.cast(ctx.replica_id_in_sync_group, tf.int32))
-
-
-def num_replicas() -> int:
-    ctx = tf.distribute.get_replica_context()
-    return ctx.num_replicas_in_sync if ctx is not None else 1
+    return seed if num_replicas() == 1 else tf.random.experimental.stateless_fold_in(seed, _replica_id())
 
 
 def distribute_pipeline(strategy: tf.distribute.Strategy, make_global, global_batch: int):
@@ -178,7 +178,7 @@ def agree(strategy: tf.distribute.Strategy, value: int) -> int:
     Decisions that shape the compiled calls, like how many steps the next call runs, must match
     across workers or their collectives wait for each other forever; timing-based ones differ.
     """
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or strategy.extended._num_workers == 1:
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return value
     proposals = strategy.experimental_distribute_values_from_function(lambda ctx: tf.constant(float(value)))
     return max(1, int(round(float(strategy.reduce(tf.distribute.ReduceOp.MEAN, proposals, axis=None)))))

@@ -29,8 +29,8 @@ from tqdm import tqdm
 from gantrain import checkpoint as ckpt_lib
 from gantrain.classify import classifier_accuracy
 from gantrain.data import make_pipeline
-from gantrain.distribute import agree, check_batch, distribute_pipeline
 from gantrain.data.labels import labeled_subset
+from gantrain.distribute import agree, check_batch, distribute_pipeline
 from gantrain.errors import TrainingStopped
 from gantrain.images import display_scale, make_grid, save_png
 

@@ -49,6 +49,16 @@ def build_model(cfg: dict, image_shape: tuple, num_classes: int, synchronized_bn
         keras.mixed_precision.set_dtype_policy(previous)
 
 
+def resolve_jit(cfg: dict, model: GANModel, strategy: tf.distribute.Strategy) -> bool:
+    """``train.jit_compile``, with null (auto) decided on every (re)start: a resume on another strategy may change it."""
+    setting, replicas = cfg["train"]["jit_compile"], strategy.num_replicas_in_sync
+    if setting and replicas > 1:
+        # Measured on two logical CPUs: XLA refuses a step whose replica variables live on other devices.
+        raise UserError("train.jit_compile: XLA is not supported with a multi-replica strategy here; set train.jit_compile: false "
+                        f"(distribute.strategy {cfg['distribute']['strategy']!r} has {replicas} replicas)")
+    return auto_jit(model, strategy) if setting is None else setting
+
+
 def auto_jit(model: GANModel, strategy: tf.distribute.Strategy) -> bool:
     """XLA where it was measured to help: fully connected networks (it fuses the many small
     element-wise optimizer ops) on one replica. Convolutional steps ran slower under XLA on CPU."""
@@ -152,21 +162,14 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     chief = distribute.is_chief(strategy)
     if chief:
         run_dir, clear = prepare_run_dir(cfg, Path(run_dir) if run_dir else None, resume, overwrite)
-    else:
-        # Other workers make the same calls as the chief (saves may need collective reads) but
-        # into a scratch folder: only the chief writes the run.
-        chief_dir = resume or Path(run_dir or Path("runs") / cfg["name"])
-        run_dir, clear = Path(tempfile.mkdtemp(prefix=f"gantrain-{distribute.worker_label(strategy)}-")), False
+    else:  # the chief's run directory: read (to resume), never written by this worker
+        run_dir, clear = resume or Path(run_dir or Path("runs") / cfg["name"]), False
 
     if cfg["train"]["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     source = load_dataset(cfg["data"])
     batch_size, d_steps = cfg["data"]["batch_size"], cfg["train"]["d_steps"]
     distribute.check_batch(strategy, batch_size)
-    if cfg["train"]["jit_compile"] and strategy.num_replicas_in_sync > 1:
-        # Measured on two logical CPUs: XLA refuses a step whose replica variables live on other devices.
-        raise UserError("train.jit_compile: XLA is not supported with a multi-replica strategy here; set train.jit_compile: false "
-                        f"(distribute.strategy {cfg['distribute']['strategy']!r} has {strategy.num_replicas_in_sync} replicas)")
     if batch_size > len(source):
         raise UserError(f"data.batch_size: {batch_size} is larger than the dataset ({len(source)} images)")
     if cfg["train"]["epochs"] is not None:
@@ -191,38 +194,40 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
         get_loss(cfg["loss"]["name"]),
         batch_size,
         cfg["seed"],
-        # null = auto, decided again on every (re)start: a resume on another strategy may change it
-        options=dataclasses.replace(TrainOptions.from_config(cfg), jit_compile=auto_jit(model, strategy) if cfg["train"]["jit_compile"] is None else cfg["train"]["jit_compile"]),
+        options=dataclasses.replace(TrainOptions.from_config(cfg), jit_compile=resolve_jit(cfg, model, strategy)),
         strategy=strategy,
     )
     step = tf.Variable(0, dtype=tf.int64, name="step")
     lr_scale = tf.Variable(1.0, dtype=tf.float32, name="lr_scale")  # lowered by NaN rollbacks
     ckpt = make_training_checkpoint(trainer, step, lr_scale)
+    # Other workers make the same calls as the chief (saves may need collective reads) but into a
+    # scratch folder, created only now that every check has passed: only the chief writes the run.
+    out_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix=f"gantrain-{distribute.worker_label(strategy)}-"))
     try:
         if clear:
             shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write_test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise UserError(f"{run_dir}: cannot write the run directory ({err.strerror}); choose another with --run-dir") from None
-    manager = ckpt_lib.manager(ckpt, run_dir / "checkpoints", cfg["log"]["keep_checkpoints"], step)
-    latest = manager.latest_checkpoint if chief else tf.train.latest_checkpoint(str(chief_dir / "checkpoints")) if resume else None
-    if resume is not None and latest:
+        raise UserError(f"{out_dir}: cannot write the run directory ({err.strerror}); choose another with --run-dir") from None
+    manager = ckpt_lib.manager(ckpt, out_dir / "checkpoints", cfg["log"]["keep_checkpoints"], step)
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints")) if resume is not None else None
+    if latest:
         ckpt_lib.restore(ckpt, latest)
     elif resume is not None:
         print(f"note: {run_dir} has no checkpoint yet; starting from step 0", file=sys.stderr)
     apply_lr_scale(cfg, trainer, lr_scale)  # the config's rates (a resumed run may change them) x rollbacks
-    _write_config(run_dir, cfg)
-    write_meta(run_dir, source)
-    loop = TrainingLoop(cfg, run_dir, trainer, source, step, manager, lr_scale, progress and chief, evaluation, strategy)
+    _write_config(out_dir, cfg)
+    write_meta(out_dir, source)
+    loop = TrainingLoop(cfg, out_dir, trainer, source, step, manager, lr_scale, progress and chief, evaluation, strategy)
     try:
         loop.run()
     finally:
         if not chief:
-            shutil.rmtree(run_dir, ignore_errors=True)
-    return run_dir if chief else chief_dir
+            shutil.rmtree(out_dir, ignore_errors=True)
+    return run_dir
 
 
 def prepare_evaluation(cfg: dict, model: GANModel, source) -> dict:
