@@ -94,7 +94,7 @@ def _parse_tf_config() -> dict:
         tf_config = json.loads(os.environ["TF_CONFIG"])
         workers = tf_config["cluster"]["worker"] if "worker" in tf_config["cluster"] else []
         task = tf_config["task"]
-        task["type"], int(task["index"])
+        task["type"], int(task["index"])  # raise for a missing type or a missing / non-numeric index
     except (ValueError, KeyError, TypeError) as err:
         raise UserError(f"TF_CONFIG: not a valid cluster description ({err}); expected {{\"cluster\": {{\"worker\": [...]}}, \"task\": {{\"type\": \"worker\", \"index\": 0}}}}") from None
     if not workers and "chief" not in tf_config["cluster"]:
@@ -141,8 +141,8 @@ def replica_slice(tensor):
     n = num_replicas()
     if n == 1:
         return tensor
-    per = tf.shape(tensor)[0] // n
-    return tensor[_replica_id() * per:(_replica_id() + 1) * per]
+    per, r = tf.shape(tensor)[0] // n, _replica_id()
+    return tensor[r * per:(r + 1) * per]
 
 
 def replica_seed(seed):

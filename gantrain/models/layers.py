@@ -9,6 +9,7 @@ after it) and ``none``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 import keras
 from keras import layers, ops
@@ -24,22 +25,23 @@ MINIBATCH_SCHEMA = {
 }
 
 
-_SYNCHRONIZED_BN = [False]
+# A context variable, not a family parameter: whether batch norm is synchronized depends on the
+# strategy a model is built under, which the families need not know about.
+_SYNCHRONIZED_BN = contextvars.ContextVar("synchronized_bn", default=False)
 
 
 @contextlib.contextmanager
 def synchronized_batch_norm(on: bool):
     """Within this block batch norm layers are built to use global-batch statistics across replicas."""
-    before = _SYNCHRONIZED_BN[0]
-    _SYNCHRONIZED_BN[0] = on
+    token = _SYNCHRONIZED_BN.set(on)
     try:
         yield
     finally:
-        _SYNCHRONIZED_BN[0] = before
+        _SYNCHRONIZED_BN.reset(token)
 
 
 def batch_norm(momentum: float) -> layers.Layer:
-    return layers.BatchNormalization(momentum=momentum, synchronized=_SYNCHRONIZED_BN[0])
+    return layers.BatchNormalization(momentum=momentum, synchronized=_SYNCHRONIZED_BN.get())
 
 
 def maybe_spectral(layer: layers.Layer, norm: str) -> layers.Layer:
