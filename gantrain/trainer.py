@@ -42,6 +42,7 @@ class TrainOptions:
     hist_avg_discriminator: float = 0.0
     diffaugment: tuple = ()
     simultaneous: bool = False  # one forward pass feeds both updates (the TF tutorial's step); d_steps 1 only
+    reuse_g_noise: bool = False  # alternating: G's step reuses the last D step's latent (Keras-GAN's ACGAN)
 
     @classmethod
     def from_config(cls, config: dict) -> "TrainOptions":
@@ -63,6 +64,7 @@ class TrainOptions:
             hist_avg_discriminator=train["historical_averaging"]["discriminator"],
             diffaugment=tuple(train["diffaugment"] or ()),
             simultaneous=train["update"] == "simultaneous" or (train["update"] == "auto" and train["d_steps"] == 1),
+            reuse_g_noise=train["g_noise"] == "reuse",
         )
 
 
@@ -251,7 +253,11 @@ class GANTrainer:
 
         G's gradient is taken through D's weights *before* this step's D update (the updates are
         simultaneous rather than alternating), and G(z), D(x), D(G(z)) are computed once instead of
-        twice: about a third less work per step.
+        twice: about a third less work per step. It equals a D step followed by a G step on the
+        pre-update D weights with the same noise only when D's forward pass is deterministic (no
+        dropout: here both updates share one dropout mask, two separate passes would draw two) and
+        the G loss needs no second look at the real batch; it never equals the alternating update,
+        whose G step sees the updated D (and, by default, fresh noise).
         """
         model = self.model
         latent = {k: replica_slice(v) for k, v in latent.items()}
@@ -293,7 +299,8 @@ class GANTrainer:
             latent = self.model.sample_latent(self.rng, self.batch_size)
             metrics = run(self._d_update, args=(real_images, labels, latent, self.rng.make_seeds(1)[:, 0], *extra))
             self._after_d()
-        latent = self.model.sample_latent(self.rng, self.batch_size)
+        if not self.options.reuse_g_noise:
+            latent = self.model.sample_latent(self.rng, self.batch_size)
         metrics = {**metrics, **run(self._g_update, args=(latent, real_images, labels, self.rng.make_seeds(1)[:, 0]))}
         self._after_g()
         return self._mean_over_replicas(metrics)

@@ -508,3 +508,30 @@ def test_set_steps_replaces_epochs_and_back(tmp_path):
     assert cfg["train"]["steps"] == 2000 and cfg["train"]["epochs"] is None
     path.write_text("model: {family: gan}\ndata: {loader: mnist}\ntrain: {steps: 7}\n")
     assert load_config(path, ["train.epochs=2"])["train"]["epochs"] == 2.0
+
+
+# Which update each shipped config uses is part of what it reproduces, so it is written out, not
+# left to train.update: auto; the README's config table states it.
+REFERENCE_UPDATES = {
+    "gan_mnist": ("alternating", "fresh"),  # Keras-GAN gan.py
+    "cgan_mnist": ("alternating", "fresh"),  # Keras-GAN cgan.py
+    "acgan_mnist": ("alternating", "reuse"),  # the ACGAN reference: G's step reuses the D step's noise and labels
+    "sgan_mnist": ("alternating", "fresh"),
+    "infogan_mnist": ("alternating", "fresh"),
+    "lsgan_mnist": ("alternating", "fresh"),
+    "wgan_mnist": ("alternating", "fresh"),
+    "wgan_gp_mnist": ("alternating", "fresh"),
+    "dcgan_mnist": ("simultaneous", "fresh"),  # the TensorFlow DCGAN tutorial's train_step
+}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_configs_state_their_update_order(path):
+    raw = yaml.safe_load(path.read_text())
+    assert "update" in raw["train"], f"{path.name}: write train.update explicitly (which update the recipe uses)"
+    cfg = load_config(path)
+    if path.stem in REFERENCE_UPDATES:
+        assert (cfg["train"]["update"], cfg["train"]["g_noise"]) == REFERENCE_UPDATES[path.stem]
+    readme = (REPO / "README.md").read_text()
+    row = next((line for line in readme.splitlines() if line.startswith(f"| `configs/{path.name}`")), None)
+    assert row is not None and cfg["train"]["update"] in row, f"README's config table: no row naming {path.name} and its update"

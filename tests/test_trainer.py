@@ -107,3 +107,44 @@ def test_xla_by_default_only_for_networks_without_convolutions(mnist_dir, tmp_pa
     cfg["train"]["jit_compile"] = False  # an explicit setting wins
     fit(cfg, run_dir=tmp_path / "run2", progress=False)
     assert used == [True, False]
+
+
+def test_alternating_with_reused_noise_gives_g_the_d_steps_latent(mnist_dir):
+    """train.g_noise: reuse (Keras-GAN's ACGAN): the G step sees the noise the D step used."""
+    cfg = tiny_config(mnist_dir, update="alternating", g_noise="reuse")
+    stepped, manual = _twin_cfg(cfg), _twin_cfg(cfg)
+    source = load_dataset(validate(tiny_config(mnist_dir))["data"])
+    stepped.train_step(iter(make_pipeline(source, 16, seed=0)))
+    # The same draws, by hand: latent, the D step's seed, then only the G step's seed.
+    real, labels = next(iter(make_pipeline(source, 16, seed=0)))
+    latent = manual.model.sample_latent(manual.rng, 16)
+    manual._d_update(real, labels, latent, manual.rng.make_seeds(1)[:, 0])
+    manual._g_update(latent, real, labels, manual.rng.make_seeds(1)[:, 0])
+    for a, b in zip(stepped.generator.trainable_variables, manual.generator.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # With fresh noise (the default) the G step draws a new latent, so the result differs.
+    fresh = _twin_cfg(tiny_config(mnist_dir, update="alternating"))
+    fresh.train_step(iter(make_pipeline(source, 16, seed=0)))
+    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(fresh.generator.trainable_variables, manual.generator.trainable_variables))
+
+
+def test_simultaneous_differs_from_separate_steps_when_d_has_dropout(mnist_dir):
+    """The equivalence above needs a deterministic D: with dropout, one shared mask is not two."""
+    def make():
+        cfg = validate({**tiny_config(mnist_dir), "model": {"family": "dcgan", "latent_dim": 8, "g_widths": [8, 4], "d_widths": [4], "dropout": 0.5}})
+        return GANTrainer(build_model(cfg, (28, 28, 1), 10), build_optimizer(cfg["optimizer"]["generator"]),
+                          build_optimizer(cfg["optimizer"]["discriminator"]), get_loss("non_saturating"), 16, seed=1, options=TrainOptions.from_config(cfg))
+    joint, g_only = make(), make()
+    real, labels = next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0)))
+    latent = joint.model.sample_latent(tf.random.Generator.from_seed(5), 16)
+    seed = tf.constant([1, 2], tf.int64)
+    joint._joint_update(real, labels, latent, seed)
+    g_only._g_update(latent, real, labels, seed)
+    assert any(not np.allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6) for a, b in zip(joint.generator.trainable_variables, g_only.generator.trainable_variables))
+
+
+def _twin_cfg(raw):
+    cfg = validate({**raw, "model": {"family": "dcgan", "latent_dim": 8, "g_widths": [8, 4], "d_widths": [4], "dropout": 0.0}})
+    model = build_model(cfg, (28, 28, 1), 10)
+    return GANTrainer(model, build_optimizer(cfg["optimizer"]["generator"]), build_optimizer(cfg["optimizer"]["discriminator"]),
+                      get_loss("non_saturating"), 16, seed=1, options=TrainOptions.from_config(cfg))
