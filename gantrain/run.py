@@ -28,6 +28,7 @@ from gantrain.models.base import GANModel
 from gantrain.models.layers import synchronized_batch_norm
 from gantrain.optimizers import build_optimizer
 from gantrain.registry import MODELS
+from gantrain.seeding import owned_seed
 from gantrain.loop import TrainingLoop, apply_lr_scale
 from gantrain.trainer import GANTrainer, TrainOptions
 
@@ -36,13 +37,12 @@ from gantrain.trainer import GANTrainer, TrainOptions
 def build_model(cfg: dict, image_shape: tuple, num_classes: int, synchronized_bn: bool = False) -> GANModel:
     """Build the family's networks; ``synchronized_bn``: batch norm uses global-batch statistics
     across replicas (so a multi-device step normalises exactly like the single-device one)."""
-    keras.utils.set_random_seed(cfg["seed"])
     # Layers take their dtype policy when they are built; set it for this model only, so a later
     # model in the same process (a notebook, the tests) is not silently built in mixed precision.
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(cfg["train"]["precision"])
     try:
-        with synchronized_batch_norm(synchronized_bn):
+        with synchronized_batch_norm(synchronized_bn), owned_seed(cfg["seed"]):
             return MODELS.get(cfg["model"]["family"]).build(cfg["model"], image_shape, num_classes)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
