@@ -104,6 +104,10 @@ LOCKED_PREFIXES = (
     "model.", "data.loader", "data.image_size", "data.channels",
     "optimizer.generator.name", "optimizer.discriminator.name", "optimizer.generator.momentum", "optimizer.discriminator.momentum",
     "train.precision", "train.ema_decay", "train.historical_averaging.",
+    # The data and noise streams: a resumed run finds its place in them from the step, the seed,
+    # the batch size and the draws per step, so changing any of these would continue on another
+    # stream instead of exactly where the run stopped.
+    "seed", "data.batch_size", "data.labeled_per_class", "train.d_steps", "train.update", "train.g_noise",
 )
 
 

@@ -110,7 +110,8 @@ def prepare_run_dir(cfg: dict, run_dir: Path | None, resume: Path | None, overwr
     if resume is not None:
         changed = locked_differences(load_config(resume / "config.yaml"), cfg)
         if changed:
-            raise UserError(f"cannot resume {resume} with a different architecture; changed keys: {'; '.join(changed)}")
+            raise UserError(f"cannot resume {resume}: these keys fix its networks or its data and noise streams and may not change: "
+                            f"{'; '.join(changed)} (start a new run with --run-dir to train with them)")
         return resume, False
     run_dir = run_dir or Path("runs") / cfg["name"]
     if run_dir.exists() and not run_dir.is_dir():

@@ -535,3 +535,11 @@ def test_shipped_configs_state_their_update_order(path):
     readme = (REPO / "README.md").read_text()
     row = next((line for line in readme.splitlines() if line.startswith(f"| `configs/{path.name}`")), None)
     assert row is not None and cfg["train"]["update"] in row, f"README's config table: no row naming {path.name} and its update"
+
+
+@pytest.mark.parametrize("override", ["seed=5", "data.batch_size=32", "train.d_steps=2", "train.update=alternating", "train.g_noise=reuse", "data.labeled_per_class=10"])
+def test_keys_that_place_a_run_in_its_data_stream_are_locked_on_resume(tmp_path, override):
+    """Review item 6: the data position is computed from them, so a change continues on another stream."""
+    old = load_config(write(tmp_path, BASE))
+    diffs = locked_differences(old, load_config(write(tmp_path, BASE), [override]))
+    assert [d.split(":")[0] for d in diffs] == [override.split("=")[0]]
