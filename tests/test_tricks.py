@@ -248,20 +248,21 @@ def test_norm_choices_build_and_train(family, norm):
     assert all(np.isfinite(float(v)) for v in step().values())
 
 
-def test_diffaugment_keeps_shape_range_and_gradients():
+def test_diffaugment_keeps_shape_and_gradients():
+    # Values are checked against the official ops in tests/test_augment.py; colour jitter is not
+    # clipped there, so outputs may leave [-1, 1].
     x = tf.Variable(tf.random.uniform([4, 16, 16, 3], -1, 1))
     seed = tf.constant([3, 4], tf.int64)
     with tf.GradientTape() as tape:
         y = diff_augment(x, ["color", "translation", "cutout"], seed)
         loss = tf.reduce_sum(y)
     assert y.shape == x.shape
-    assert float(tf.reduce_min(y)) >= -1.0 and float(tf.reduce_max(y)) <= 1.0
     grad = tape.gradient(loss, x)
     assert grad is not None and float(tf.reduce_sum(tf.abs(grad))) > 0
     assert not np.allclose(y.numpy(), x.numpy())
     np.testing.assert_array_equal(diff_augment(x, ["translation", "cutout"], seed).numpy(), diff_augment(x, ["translation", "cutout"], seed).numpy())
     cut = diff_augment(tf.ones([2, 8, 8, 1]), ["cutout"], seed).numpy()
-    assert (cut == 0).sum(axis=(1, 2, 3)).max() <= 16 and (cut == 0).any()  # a square of at most half the side
+    assert (cut == 0).sum(axis=(1, 2, 3)).max() <= 16 and (cut == 0).any()  # a square of at most half the side (4 x 4 on 8 x 8)
     trainer, step = _trainer(_raw("dcgan", train={"diffaugment": ["translation", "cutout", "color"]}))
     assert all(np.isfinite(float(v)) for v in step().values())
 
