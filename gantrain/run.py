@@ -28,6 +28,7 @@ from gantrain.models.base import GANModel
 from gantrain.models.layers import synchronized_batch_norm
 from gantrain.optimizers import build_optimizer
 from gantrain.registry import MODELS
+from gantrain.runlock import LOCK_NAME, RunLock
 from gantrain.seeding import owned_seed
 from gantrain.loop import TrainingLoop, apply_lr_scale
 from gantrain.trainer import GANTrainer, TrainOptions
@@ -116,7 +117,7 @@ def prepare_run_dir(cfg: dict, run_dir: Path | None, resume: Path | None, overwr
     run_dir = run_dir or Path("runs") / cfg["name"]
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--run-dir {run_dir}: is a file, not a directory")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):  # a lone stale lock is no run
         is_run = (run_dir / "config.yaml").is_file() or (run_dir / "checkpoints").is_dir()
         if not overwrite:
             raise UserError(
@@ -204,14 +205,35 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     # scratch folder, created only now that every check has passed: only the chief writes the run.
     out_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix=f"gantrain-{distribute.worker_label(strategy)}-"))
     try:
-        if clear:
-            shutil.rmtree(run_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".write_test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
         raise UserError(f"{out_dir}: cannot write the run directory ({err.strerror}); choose another with --run-dir") from None
+    # The lock comes before --overwrite clears anything: a run another process is training is never deleted.
+    lock = RunLock(out_dir).acquire() if chief else None
+    try:
+        if clear:
+            _clear_run(run_dir)
+        _train(cfg, out_dir, run_dir, resume, trainer, source, step, lr_scale, ckpt, progress and chief, evaluation, strategy)
+    finally:
+        if lock is not None:
+            lock.release()
+        if not chief:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    return run_dir
+
+
+def _clear_run(run_dir: Path) -> None:
+    """--overwrite: delete the old run's contents, keeping the lock this process holds."""
+    for entry in run_dir.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _train(cfg, out_dir, run_dir, resume, trainer, source, step, lr_scale, ckpt, progress, evaluation, strategy) -> None:
     manager = ckpt_lib.manager(ckpt, out_dir / "checkpoints", cfg["log"]["keep_checkpoints"], step)
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints")) if resume is not None else None
     if latest:
@@ -221,13 +243,7 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     apply_lr_scale(cfg, trainer, lr_scale)  # the config's rates (a resumed run may change them) x rollbacks
     _write_config(out_dir, cfg)
     write_meta(out_dir, source)
-    loop = TrainingLoop(cfg, out_dir, trainer, source, step, manager, lr_scale, progress and chief, evaluation, strategy)
-    try:
-        loop.run()
-    finally:
-        if not chief:
-            shutil.rmtree(out_dir, ignore_errors=True)
-    return run_dir
+    TrainingLoop(cfg, out_dir, trainer, source, step, manager, lr_scale, progress, evaluation, strategy).run()
 
 
 def prepare_evaluation(cfg: dict, model: GANModel, source) -> dict:
