@@ -106,6 +106,29 @@ def test_mnist_root_from_config_wins_over_environment(monkeypatch, tmp_path):
     assert len(src) == 10000
 
 
+def test_sources_record_the_resolved_folder_they_were_read_from(monkeypatch, tmp_path):
+    # The real-feature cache keys on this: the same config can read another folder through a variable.
+    mnist = shared("mnist")
+    assert load_dataset(data_cfg(loader="mnist", root=str(mnist)), "test").location == str(mnist.resolve())
+    link = tmp_path / "mnist-link"
+    link.symlink_to(mnist)
+    monkeypatch.setenv("GANTRAIN_MNIST_ROOT", str(link))
+    assert load_dataset(data_cfg(loader="mnist"), "test").location == str(mnist.resolve())
+    for cls in ("cat", "dog"):
+        solid(tmp_path / "cifar" / cls / "0.png", "RGB", (32, 32), (10, 20, 30))
+    monkeypatch.setenv("GANTRAIN_CIFAR10_ROOT", str(tmp_path / "cifar"))
+    assert load_dataset(data_cfg(loader="cifar10")).location == str((tmp_path / "cifar").resolve())
+    src = load_dataset(data_cfg(loader="image_folder", root=str(tmp_path / "cifar"), image_size=8))
+    assert src.location == str((tmp_path / "cifar").resolve())
+
+
+@pytest.mark.parametrize("loader, root", [("mnist", "mnist"), ("fashion_mnist", "mnist"), ("cifar10", None)])
+def test_unknown_split_is_refused_naming_the_valid_ones(loader, root):
+    cfg = data_cfg(loader=loader, root=str(shared(root)) if root else None)
+    with pytest.raises(UserError, match=r"split 'tset': valid splits are train, test"):
+        load_dataset(cfg, "tset")
+
+
 def test_mnist_environment_root_missing(monkeypatch, tmp_path):
     missing = tmp_path / "no-such-folder"
     monkeypatch.setenv("GANTRAIN_MNIST_ROOT", str(missing))

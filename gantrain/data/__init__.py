@@ -2,11 +2,23 @@
 
 from gantrain.data import cifar10, image_folder, mnist  # noqa: F401
 from gantrain.data.source import ImageSource, make_pipeline, to_uint8, to_unit_range  # noqa: F401
+from gantrain.errors import UserError
 from gantrain.registry import DATASETS
+
+SPLITS = ("train", "test")
+
+
+def check_split(split: str, flag: str = "split") -> str:
+    """``split`` if it names a split; else a UserError listing the valid ones (not a KeyError later)."""
+    if split not in SPLITS:
+        raise UserError(f"{flag} {split!r}: valid splits are {', '.join(SPLITS)}")
+    return split
 
 
 def load_dataset(data_cfg: dict, split: str | None = None) -> ImageSource:
-    """Load the images named by a resolved ``data`` config section."""
+    """Load the images named by a resolved ``data`` config section (``split`` overrides the config's)."""
+    if split is not None:
+        check_split(split)
     return DATASETS.get(data_cfg["loader"]).load(data_cfg, split)
 
 

@@ -44,7 +44,10 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 def read_archive(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    batches = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+    if split not in batches:  # never read the test batch for a misspelt split
+        raise UserError(f"split {split!r}: valid splits are {', '.join(batches)}")
+    names = batches[split]
     xs, ys = [], []
     try:
         with tarfile.open(path, "r:gz") as tar:
@@ -79,7 +82,7 @@ class Cifar10:
                 f"one subfolder per class via data.root: PATH, --set data.root=PATH or {ENV}=PATH"
             ) from None
         images, labels = read_archive(path, split)
-        return ImageSource(images, labels, list(CLASSES), f"cifar10 {split}")
+        return ImageSource(images, labels, list(CLASSES), f"cifar10 {split}", str(Path(path).resolve()))
 
 
 DATASETS.register("cifar10", description="CIFAR-10 32x32x3, 10 classes (class-folder images or Keras download)", schema=SCHEMA)(Cifar10())

@@ -97,7 +97,7 @@ def load_folder(root: Path, size: tuple[int, int], channels: int, labels: str, o
         raise UserError(f"data.root: none of the {len(files)} image files under {root} could be read")
     images = np.stack([decoded[i] for i in keep])
     label_arr = np.asarray([ids[i] for i in keep], dtype=np.int32)
-    return ImageSource(images, label_arr, class_names, f"{root} ({len(keep)} images)")
+    return ImageSource(images, label_arr, class_names, f"{root} ({len(keep)} images)", str(root.resolve()))
 
 
 class ImageFolder:

@@ -20,13 +20,13 @@ def keep_labels_per_class(source, per_class: int, seed: int):
             raise UserError(f"data.labeled_per_class: class {source.class_names[k]!r} has only {len(idx)} images, fewer than {per_class}")
         keep = rng.choice(idx, per_class, replace=False)
         labels[keep] = k
-    return ImageSource(source.images, labels, source.class_names, f"{source.description}, {per_class} labels per class")
+    return ImageSource(source.images, labels, source.class_names, f"{source.description}, {per_class} labels per class", source.location)
 
 
 def labeled_subset(source):
     mask = source.labels >= 0
     if not mask.any():
         raise UserError(f"{source.description}: no labelled images for the supervised loss")
-    return ImageSource(source.images[mask], source.labels[mask], source.class_names, f"{source.description} (labelled part)")
+    return ImageSource(source.images[mask], source.labels[mask], source.class_names, f"{source.description} (labelled part)", source.location)
 
 

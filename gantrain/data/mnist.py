@@ -62,37 +62,40 @@ class IdxDataset:
 
     def load(self, params: dict, split: str | None = None) -> ImageSource:
         split = split or params["split"]
-        images, labels = self._arrays(params, split)
-        return ImageSource(images[..., None].astype(np.uint8), labels.astype(np.int32), list(self.class_names), f"{self.name} {split}")
+        if split not in _FILES:
+            raise UserError(f"split {split!r}: valid splits are {', '.join(_FILES)}")
+        images, labels, location = self._arrays(params, split)
+        return ImageSource(images[..., None].astype(np.uint8), labels.astype(np.int32), list(self.class_names), f"{self.name} {split}", location)
 
-    def _arrays(self, params: dict, split: str):
+    def _arrays(self, params: dict, split: str) -> tuple[np.ndarray, np.ndarray, str]:
+        """(images, labels, resolved folder or file they came from)."""
         if params.get("root"):
             root = Path(params["root"])
             if not root.is_dir():
                 raise UserError(f"data.root: {root} is not a folder; it should hold the four {self.name} IDX .gz files")
-            return read_idx_pair(root, split)
+            return (*read_idx_pair(root, split), str(root.resolve()))
         if os.environ.get(self.env):
             root = Path(os.environ[self.env]).expanduser()
             if not root.is_dir():
                 raise UserError(f"${self.env}={root} is not a folder; it should hold the four {self.name} IDX .gz files")
-            return read_idx_pair(root, split)
+            return (*read_idx_pair(root, split), str(root.resolve()))
         for folder in self.extra_dirs:
             if _find(Path(folder), _FILES[split][0]):
-                return read_idx_pair(Path(folder), split)
+                return (*read_idx_pair(Path(folder), split), str(Path(folder).resolve()))
         return self._keras(split)
 
-    def _keras(self, split: str):
+    def _keras(self, split: str) -> tuple[np.ndarray, np.ndarray, str]:
         """The Keras cache, downloading into it when online. Read without unpickling anything."""
         try:
             if self.name == "mnist":
                 path = fetch("mnist.npz", _ORIGIN + "mnist.npz", "datasets")
                 with np.load(path, allow_pickle=False) as f:
                     prefix = "x_train" if split == "train" else "x_test"
-                    return f[prefix], f[prefix.replace("x_", "y_")]
+                    return f[prefix], f[prefix.replace("x_", "y_")], str(Path(path).resolve())
             folder = None
             for stem in _FILES[split]:
                 folder = fetch(stem + ".gz", _ORIGIN + "fashion-mnist/" + stem + ".gz", "datasets/fashion-mnist").parent
-            return read_idx_pair(folder, split)
+            return (*read_idx_pair(folder, split), str(Path(folder).resolve()))
         except DownloadError as err:
             raise UserError(
                 f"{self.name}: no local files and the download failed ({err}). "

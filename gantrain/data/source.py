@@ -21,6 +21,9 @@ class ImageSource:
     labels: np.ndarray  # int32 (N,), -1 = unlabeled
     class_names: list[str] = field(default_factory=list)
     description: str = ""
+    # Where the images were read from (resolved folder or archive path): the same data config can
+    # name other files through an environment variable, so caches key on this, not on the config.
+    location: str = ""
 
     def __post_init__(self):
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
