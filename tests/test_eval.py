@@ -1,6 +1,7 @@
 """Evaluation metrics against closed forms and an independent reference; extractors; the eval CLI."""
 
 import json
+import math
 import tarfile
 
 import numpy as np
@@ -77,12 +78,98 @@ def test_kid_near_zero_for_one_distribution_and_positive_when_shifted():
     assert shifted > 20 * max(abs(same), 1e-3)
 
 
+def test_kid_hand_computed_tiny_case():
+    # d = 1, k(a, b) = (a b + 1)^3. x = {0, 1}, y = {1, 2}:
+    # k(0,1) = 1 -> xx = 1; k(1,2) = 27 -> yy = 27; xy = (k(0,1) + k(0,2) + k(1,1) + k(1,2)) / 4 = (1 + 1 + 8 + 27) / 4 = 9.25
+    # MMD^2 = 1 + 27 - 2 * 9.25 = 9.5. One subset holding every sample gives exactly that, std 0.
+    assert kernel_inception_distance([[0.0], [1.0]], [[1.0], [2.0]], subsets=1, subset_size=2) == (pytest.approx(9.5, rel=1e-12), 0.0)
+
+
+def test_polynomial_mmd2_unequal_sizes_by_hand():
+    # x = {0, 1}, y = {1, 2, 3}: yy = 2 (k(1,2) + k(1,3) + k(2,3)) / (3 * 2) = 2 (27 + 64 + 343) / 6 = 868 / 6;
+    # xy = (1 + 1 + 1 + 8 + 27 + 64) / 6 = 17; MMD^2 = 1 + 868 / 6 - 34. (The old code divided yy by m (m - 1) = 2.)
+    from gantrain.metrics import polynomial_mmd2
+
+    assert polynomial_mmd2(np.array([[0.0], [1.0]]), np.array([[1.0], [2.0], [3.0]])) == pytest.approx(1 + 868 / 6 - 34, rel=1e-12)
+
+
+def _mmd2_by_loops(x, y):
+    """Unbiased MMD^2 (Binkowski et al. 2018, eq. 4) with k(a, b) = (a.b / d + 1)^3, pair by pair."""
+    def k(a, b):
+        return (float(np.dot(a, b)) / len(a) + 1.0) ** 3
+
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_kid_subsets_match_an_independent_computation():
+    rng = np.random.default_rng(11)
+    real, fake = rng.normal(size=(7, 3)), rng.normal(size=(5, 3)) + 0.5
+    # Subsets of min(subset_size, 7, 5) = 4 drawn without replacement, reals first, from default_rng(seed).
+    draw = np.random.default_rng(5)
+    values = []
+    for _ in range(3):
+        r, f = draw.choice(7, 4, replace=False), draw.choice(5, 4, replace=False)
+        values.append(_mmd2_by_loops(real[r], fake[f]))
+    mean, std = kernel_inception_distance(real, fake, subsets=3, subset_size=4, seed=5)
+    assert mean == pytest.approx(np.mean(values), rel=1e-10) and std == pytest.approx(np.std(values), rel=1e-10)
+
+
 def test_inception_score_extremes():
     confident_uniform = np.eye(10)[np.arange(1000) % 10]
-    mean, std = inception_score(confident_uniform, splits=10)
-    assert mean == pytest.approx(10.0, rel=1e-6) and std < 1e-6
+    mean, std = inception_score(confident_uniform, splits=1)
+    assert mean == pytest.approx(10.0, rel=1e-9) and std == 0.0
     constant = np.tile(np.eye(10)[3], (1000, 1))
-    assert inception_score(constant)[0] == pytest.approx(1.0, rel=1e-6)
+    assert inception_score(constant)[0] == pytest.approx(1.0, rel=1e-9)
+
+
+def _is_by_hand(rows):
+    """exp(mean over x of KL(p(y|x) || p(y))) for one split, with plain Python sums."""
+    m, c = len(rows), len(rows[0])
+    marginal = [sum(r[j] for r in rows) / m for j in range(c)]
+    kl = [sum(r[j] * math.log(r[j] / marginal[j]) for j in range(c) if r[j] > 0) for r in rows]
+    return math.exp(sum(kl) / m)
+
+
+def test_inception_score_two_splits_by_hand():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.2, 0.8], [0.05, 0.95], [0.4, 0.6]])
+    # The samples are shuffled with default_rng(seed) before splitting (a class-sorted sequence would
+    # otherwise give each split few classes): split 1 is the first half of the permutation, split 2 the rest.
+    order = np.random.default_rng(0).permutation(6)
+    per_split = [_is_by_hand(probs[order[:3]].tolist()), _is_by_hand(probs[order[3:]].tolist())]
+    mean, std = inception_score(probs, splits=2)
+    assert mean == pytest.approx(np.mean(per_split), rel=1e-9)
+    assert std == pytest.approx(abs(per_split[0] - per_split[1]) / 2, rel=1e-9)
+    in_order = inception_score(probs, splits=2, seed=None)  # seed None: split in the given order
+    assert in_order[0] == pytest.approx((_is_by_hand(probs[:3].tolist()) + _is_by_hand(probs[3:].tolist())) / 2, rel=1e-9)
+
+
+def test_inception_score_of_class_sorted_samples_is_not_underestimated():
+    # 100 confident samples of each of 10 classes, sorted by class: split in order, each of the 10
+    # splits would see one class (IS 1.0); over a shuffle each sees about 10 (IS a little under 10).
+    sorted_probs = np.eye(10)[np.repeat(np.arange(10), 100)]
+    mean, _ = inception_score(sorted_probs, splits=10)
+    assert 9.0 < mean < 10.0, mean
+
+
+def test_precision_recall_hand_computed_radii():
+    # k = 2, radius = distance to the 2nd nearest OTHER point (a point's own distance 0 does not count).
+    # real 0, 1, 3, 7, 8 -> radii 3, 2, 3, 4, 5 -> balls cover [-3, 13]:
+    #   fakes 0.5, 1.5, 2, 12, 12.5, 12.8 inside, 30, 30.5, 31.5 outside -> precision 6/9.
+    # fake radii 1.5, 1, 1.5, 0.8, 0.5, 0.8, 1.5, 1, 1.5 -> balls cover [-1, 3.5], [11.2, 13.6], [28.5, 33]:
+    #   reals 0, 1, 3 inside, 7, 8 outside -> recall 3/5.
+    # (Counting the point itself as a neighbour would give 3/9 and 2/5; k = 3 would give 6/9 and 5/5.)
+    real = np.array([0.0, 1.0, 3.0, 7.0, 8.0])[:, None]
+    fake = np.array([0.5, 1.5, 2.0, 12.0, 12.5, 12.8, 30.0, 30.5, 31.5])[:, None]
+    assert precision_recall(real, fake, k=2) == (pytest.approx(6 / 9, abs=1e-12), pytest.approx(3 / 5, abs=1e-12))
+    # The same points embedded in 2-D, rotated: distances, so the answer, are unchanged.
+    angle = 0.7
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    lift = lambda p: np.hstack([p, np.zeros_like(p)]) @ rot.T  # noqa: E731
+    assert precision_recall(lift(real), lift(fake), k=2) == (pytest.approx(6 / 9, abs=1e-12), pytest.approx(3 / 5, abs=1e-12))
 
 
 def test_precision_recall_identical_and_disjoint():
@@ -246,3 +333,4 @@ def test_eval_two_folders(tmp_path, mnist_dir):
     assert "real_a_count: 150" in result.output and "FID" in result.output
     result = runner.invoke(app, ["eval", "--real-a", str(tmp_path / "a"), "--fid"])
     assert result.exit_code == 2 and "--real-b" in result.output
+

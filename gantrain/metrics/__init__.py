@@ -1,7 +1,7 @@
 """Sample-quality metrics as small pure functions over float64 features or class probabilities.
 
-Each is registered in METRICS with what it needs (features or probabilities) so ``gantrain eval``
-and evaluation during training can compute any of them the same way.
+``gantrain.evaluate.score`` picks them by name, so ``gantrain eval`` and evaluation during
+training compute every metric the same way.
 """
 
 from gantrain.metrics.scores import (  # noqa: F401
@@ -9,5 +9,6 @@ from gantrain.metrics.scores import (  # noqa: F401
     frechet_distance,
     inception_score,
     kernel_inception_distance,
+    polynomial_mmd2,
     precision_recall,
 )

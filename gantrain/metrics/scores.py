@@ -58,32 +58,58 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, max_imag: floa
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
-def _poly_mmd2(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD^2 with the cubic polynomial kernel k(a, b) = (a.b / d + 1)^3."""
-    d = x.shape[1]
+def polynomial_mmd2(x, y) -> float:
+    """Unbiased MMD^2 with the cubic polynomial kernel k(a, b) = (a.b / d + 1)^3 (Binkowski et al. 2018).
+
+    Args:
+      x: (m, d) features, m >= 2. y: (n, d) features, n >= 2 (n may differ from m).
+    Returns:
+      sum_{i != j} k(x_i, x_j) / (m (m - 1)) + sum_{i != j} k(y_i, y_j) / (n (n - 1)) - 2 mean k(x_i, y_j).
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    d, m, n = x.shape[1], len(x), len(y)
     kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
-    m = len(x)
-    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean())
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean())
 
 
 def kernel_inception_distance(real, fake, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """KID: mean and standard deviation of unbiased MMD^2 over random subsets (Binkowski et al.)."""
+    """KID: mean and standard deviation of unbiased MMD^2 over random subsets (Binkowski et al. 2018).
+
+    Args:
+      real, fake: (n_real, d), (n_fake, d) features.
+      subsets: how many subset pairs. subset_size: samples per side, capped at the smaller side.
+      seed: each subset draws ``size`` reals, then ``size`` fakes, without replacement, from
+        ``np.random.default_rng(seed)``.
+    Returns:
+      (mean, population standard deviation) of the subsets' MMD^2.
+    """
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     size = min(subset_size, len(real), len(fake))
     if size < 2:
         raise ValueError("KID needs at least 2 samples on each side")
     rng = np.random.default_rng(seed)
-    values = [_poly_mmd2(real[rng.choice(len(real), size, replace=False)], fake[rng.choice(len(fake), size, replace=False)]) for _ in range(subsets)]
+    values = [polynomial_mmd2(real[rng.choice(len(real), size, replace=False)], fake[rng.choice(len(fake), size, replace=False)]) for _ in range(subsets)]
     return float(np.mean(values)), float(np.std(values))
 
 
-def inception_score(probs, splits: int = 10) -> tuple[float, float]:
+def inception_score(probs, splits: int = 10, seed: int | None = 0) -> tuple[float, float]:
     """``exp(E_x KL(p(y|x) || p(y)))`` per split; mean and standard deviation over splits.
+
+    The samples are shuffled before splitting: images that arrive sorted by class (a folder of
+    class subfolders, a per-class sample grid) would otherwise give each split a few classes, a
+    peaked marginal p(y) and an underestimated score.
 
     Args:
       probs: (n, classes) class probabilities of generated images (softmax outputs).
+      splits: number of parts (``np.array_split`` sizes: the first ``n % splits`` get one more).
+      seed: the split order is ``np.random.default_rng(seed).permutation(n)``; None keeps the
+        given order.
+    Returns:
+      (mean, population standard deviation) of the per-split scores.
     """
     p = np.asarray(probs, np.float64)
+    if seed is not None:
+        p = p[np.random.default_rng(seed).permutation(len(p))]
     scores = []
     for part in np.array_split(p, splits):
         marginal = part.mean(axis=0, keepdims=True)
