@@ -158,6 +158,15 @@ class TrainingLoop:
                         sums, count, t_last, images = {}, 0, now, 0
                     if self._due(s, "sample_every"):
                         self._grid(s)
+                    if (self._due(s, "checkpoint_every") or interrupt.signum is not None) and not self._weights_finite():
+                        # A finite loss can still leave non-finite weights (an infinite gradient
+                        # step): such weights are never saved; roll back like a non-finite loss.
+                        self._on_non_finite(f"step {s}", "a weight", float("nan"))
+                        iterator, labeled = self._iterators()
+                        sums, count, t_last, images = {}, 0, time.perf_counter(), 0
+                        bar.n = int(self.step.numpy())
+                        bar.refresh()
+                        continue
                     if self._due(s, "checkpoint_every"):
                         self._save(s)
                         self._classifier_accuracy(s)
@@ -197,9 +206,12 @@ class TrainingLoop:
             raise TrainingStopped(f"{self.run_dir / 'samples'}: cannot write the sample grid ({err.strerror}); previous checkpoints are intact") from None
         tf.summary.image("samples", grid[None], step=s)
 
+    def _weights_finite(self) -> bool:
+        return all(bool(tf.reduce_all(tf.math.is_finite(v)).numpy()) for v in self.trainer.generator.trainable_variables + self.trainer.discriminator.trainable_variables)
+
     def _save(self, s: int, manager=None) -> None:
         manager = manager or self.manager
-        if not all(bool(tf.reduce_all(tf.math.is_finite(v)).numpy()) for v in self.trainer.generator.trainable_variables + self.trainer.discriminator.trainable_variables):
+        if not self._weights_finite():
             raise TrainingStopped(f"step {s}: the weights hold NaN or infinity; not saving them. Last good checkpoint: {self.manager.latest_checkpoint}")
         delay = float(os.environ.get("GANTRAIN_FAULT_CHECKPOINT_DELAY", "0") or 0)
         options = tf.train.CheckpointOptions(experimental_write_callbacks=[lambda path: time.sleep(delay)]) if delay else None

@@ -137,6 +137,53 @@ def test_nan_rollback_reloads_and_lowers_the_learning_rate(tmp_path, mnist_dir, 
     assert reader.get_tensor(key) == pytest.approx(0.5)
 
 
+def _poison_weights_after_step(monkeypatch, at: int):
+    """After the call that reaches step ``at``, a D weight becomes NaN while the losses it returned are finite
+    (as after an infinite gradient step)."""
+    import gantrain.run
+
+    class Poisoning(gantrain.run.GANTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            compiled, done = self.train_steps, {"steps": 0, "poisoned": False}
+
+            def train_steps(iterator, k, *rest):
+                out = compiled(iterator, k, *rest)
+                done["steps"] = int(self.d_optimizer.iterations.numpy())
+                if done["steps"] >= at and not done["poisoned"]:
+                    done["poisoned"] = True
+                    var = self.discriminator.trainable_variables[0]
+                    var.assign(tf.fill(var.shape, float("nan")))
+                return out
+
+            self.train_steps = train_steps
+
+    monkeypatch.setattr(gantrain.run, "GANTrainer", Poisoning)
+
+
+def test_rollback_also_covers_finite_losses_with_non_finite_weights(tmp_path, mnist_dir, monkeypatch):
+    """Review item 9: with on_nan: rollback, NaN weights found at save time used to stop the run."""
+    _poison_weights_after_step(monkeypatch, 4)
+    cfg = tiny_config(mnist_dir, steps_per_call=1)
+    cfg["train"].update(on_nan="rollback", nan_lr_factor=0.5)
+    cfg["log"] = {"every": 1, "sample_every": 100, "checkpoint_every": 2, "num_samples": 4}
+    run = gantrain.fit(cfg, run_dir=tmp_path / "rb", progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # steps 3-4 rolled back to ckpt-2 and retrained
+    assert rows[1]["lr_d"] == pytest.approx(2e-4) and rows[2]["lr_d"] == pytest.approx(1e-4)
+    latest, on_disk = _published(run)
+    assert latest == 6 and _assert_loads(run) == 6
+
+
+def test_stop_policy_names_non_finite_weights(tmp_path, mnist_dir, monkeypatch):
+    _poison_weights_after_step(monkeypatch, 4)
+    cfg = tiny_config(mnist_dir, steps_per_call=1)
+    cfg["log"] = {"every": 1, "sample_every": 100, "checkpoint_every": 2, "num_samples": 4}
+    with pytest.raises(TrainingStopped, match=r"step 4: a weight is nan .*ckpt-2"):
+        gantrain.fit(cfg, run_dir=tmp_path / "stop", progress=False)
+    assert _published(tmp_path / "stop")[0] == 2
+
+
 def test_full_disk_stops_cleanly_and_keeps_earlier_checkpoints(tmp_path, mnist_dir, monkeypatch):
     real_save = tf.train.CheckpointManager.save
     calls = {"n": 0}
