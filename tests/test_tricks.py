@@ -169,7 +169,12 @@ def test_ema_moves_towards_generator_and_is_checkpointed(tmp_path, mnist_dir):
     g = [v.numpy() for v in trainer.generator.trainable_variables]
     ema1 = [v.numpy() for v in trainer.ema.model.trainable_variables]
     for e0, e1, w in zip(ema0, ema1, g):
-        np.testing.assert_allclose(e1, 0.5 * e0 + 0.5 * w, rtol=1e-5, atol=1e-6)
+        # The warm-up decay of the first update, min(0.5, (1 + 0) / (10 + 0)) = 0.1 (tests/test_ema.py).
+        np.testing.assert_allclose(e1, 0.1 * e0 + 0.9 * w, rtol=1e-5, atol=1e-6)
+    assert trainer.generator.non_trainable_variables  # the tutorial DCGAN's G has batch norm
+    for e, w in zip(trainer.ema.model.non_trainable_variables, trainer.generator.non_trainable_variables):
+        np.testing.assert_array_equal(e.numpy(), w.numpy())  # batch-norm statistics are copied
+    assert int(trainer.ema.num_updates.numpy()) == 1
     # In a real run: the EMA weights are in the checkpoint and sampling uses them.
     cfg = tiny_config(mnist_dir)
     cfg["train"]["ema_decay"] = 0.9

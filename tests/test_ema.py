@@ -1,0 +1,166 @@
+"""EMA of the generator: the num_updates warm-up of tf.train.ExponentialMovingAverage, copied state.
+
+The reference is an independent numpy recurrence: ``ema = d_t * ema + (1 - d_t) * w`` with
+``d_t = min(decay, (1 + t) / (10 + t))``, ``t`` the number of earlier updates, for the generator's
+trainable weights; every other variable (batch-norm moving statistics) equals the generator's.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gantrain import checkpoint as ckpt_lib
+from gantrain.averaging import EMAGenerator
+
+
+def _generator(dtype=None) -> keras.Model:
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(4, dtype=dtype)(inputs)
+    return keras.Model(inputs, keras.layers.BatchNormalization(dtype=dtype)(hidden))
+
+
+def _script(n_updates: int, generator: keras.Model, seed: int = 0) -> list[list[np.ndarray]]:
+    """Values for every generator variable before each update; BN variances kept positive."""
+    rng = np.random.default_rng(seed)
+    steps = []
+    for _ in range(n_updates):
+        values = []
+        for v in generator.variables:
+            draw = rng.normal(size=v.shape)
+            values.append((np.abs(draw) + 0.1 if "variance" in v.path else draw).astype(np.float32))
+        steps.append(values)
+    return steps
+
+
+def _set(generator: keras.Model, values) -> None:
+    for v, value in zip(generator.variables, values):
+        v.assign(value)
+
+
+def ref_ema(initial, steps, decay, trainable, start=0):
+    """The numpy recurrence after each update: a list (one per update) of per-variable values."""
+    ema = [np.asarray(e, np.float64) for e in initial]
+    history = []
+    for t, weights in enumerate(steps, start):
+        d = min(decay, (1 + t) / (10 + t))
+        ema = [d * e + (1 - d) * w if is_trainable else np.asarray(w, np.float64) for e, w, is_trainable in zip(ema, weights, trainable)]
+        history.append(ema)
+    return history
+
+
+def _run(ema, generator, steps, update):
+    seen = []
+    for values in steps:
+        _set(generator, values)
+        update()
+        seen.append([v.numpy() for v in ema.model.variables])
+    return seen
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.999])
+def test_ema_follows_the_warm_up_recurrence_in_a_tf_function(decay):
+    generator = _generator()
+    ema = EMAGenerator(generator, decay)
+    initial = [v.numpy() for v in ema.model.variables]
+    trainable = [v.trainable for v in generator.variables]
+    assert trainable.count(False) == 2  # BN moving mean and variance
+    steps = _script(12, generator)  # with decay 0.5 the warm-up ends at t = 8: both regimes
+    seen = _run(ema, generator, steps, tf.function(ema.update))
+    for got, want, values in zip(seen, ref_ema(initial, steps, decay, trainable), steps):
+        for g, w, value, is_trainable in zip(got, want, values, trainable):
+            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+            if not is_trainable:
+                np.testing.assert_array_equal(g, value)
+    assert int(ema.num_updates.numpy()) == 12
+
+
+def test_first_update_gives_the_old_value_weight_one_tenth():
+    generator = _generator()
+    ema = EMAGenerator(generator, 0.999)
+    old = ema.model.trainable_variables[0].numpy()
+    new = np.full_like(old, 3.0)
+    generator.trainable_variables[0].assign(new)
+    ema.update()
+    np.testing.assert_allclose(ema.model.trainable_variables[0].numpy(), 0.1 * old + 0.9 * new, rtol=1e-6, atol=1e-7)
+
+
+def test_batch_norm_statistics_are_copied_not_averaged():
+    generator = _generator()
+    ema = EMAGenerator(generator, 0.9)
+    before = ema.model.trainable_variables[0].numpy()
+    generator(np.random.default_rng(1).normal(3.0, 2.0, (16, 3)).astype(np.float32), training=True)  # moves the BN statistics
+    generator.trainable_variables[0].assign_add(tf.ones_like(generator.trainable_variables[0]))
+    ema.update()
+    bn = generator.layers[-1]
+    ema_bn = ema.model.layers[-1]
+    assert not np.allclose(bn.moving_mean.numpy(), 0.0)
+    np.testing.assert_array_equal(ema_bn.moving_mean.numpy(), bn.moving_mean.numpy())
+    np.testing.assert_array_equal(ema_bn.moving_variance.numpy(), bn.moving_variance.numpy())
+    after = ema.model.trainable_variables[0].numpy()
+    np.testing.assert_allclose(after, 0.1 * before + 0.9 * generator.trainable_variables[0].numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_a_variable_frozen_in_the_generator_follows_it():
+    generator = _generator()
+    ema = EMAGenerator(generator, 0.999)
+    generator.layers[1].trainable = False  # decided from the generator: the copy's flags are stale
+    steps = _script(2, generator, seed=3)
+    seen = _run(ema, generator, steps, ema.update)
+    kernel, bias = generator.layers[1].kernel, generator.layers[1].bias
+    positions = [i for i, v in enumerate(generator.variables) if v is kernel or v is bias]
+    assert len(positions) == 2
+    for i in positions:
+        np.testing.assert_array_equal(seen[-1][i], steps[-1][i])
+
+
+def test_counter_is_checkpointed_and_resume_continues_the_schedule(tmp_path):
+    decay = 0.999
+    generator = _generator()
+    ema = EMAGenerator(generator, decay)
+    initial = [v.numpy() for v in ema.model.variables]
+    trainable = [v.trainable for v in generator.variables]
+    steps = _script(6, generator, seed=2)
+    _run(ema, generator, steps[:3], ema.update)
+    step = tf.Variable(3, dtype=tf.int64)
+    prefix = ckpt_lib.make_checkpoint(step, ema_generator=ema.variables).save(str(tmp_path / "ckpt"))
+
+    # A new process: fresh networks, a fresh EMA (counter 0), then the checkpoint.
+    generator2 = _generator()
+    ema2 = EMAGenerator(generator2, decay)
+    ckpt_lib.restore(ckpt_lib.make_checkpoint(tf.Variable(0, dtype=tf.int64), ema_generator=ema2.variables), prefix)
+    assert int(ema2.num_updates.numpy()) == 3
+    seen = _run(ema2, generator2, steps[3:], ema2.update)
+    want = ref_ema(initial, steps, decay, trainable)[-1]
+    for g, w in zip(seen[-1], want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+    # Restarting the schedule at t = 0 would have given visibly different weights.
+    restarted = ref_ema(ref_ema(initial, steps[:3], decay, trainable)[-1], steps[3:], decay, trainable)[-1]
+    assert max(np.abs(r - w).max() for r, w, tr in zip(restarted, want, trainable) if tr) > 1e-2
+
+
+def test_mixed_precision_generator_keeps_float32_averages():
+    generator = _generator(dtype="mixed_float16")
+    ema = EMAGenerator(generator, 0.999)
+    assert all(v.dtype == "float32" for v in ema.model.variables)
+    initial = [v.numpy() for v in ema.model.variables]
+    trainable = [v.trainable for v in generator.variables]
+    steps = _script(3, generator, seed=4)
+    seen = _run(ema, generator, steps, tf.function(ema.update))
+    for g, w in zip(seen[-1], ref_ema(initial, steps, 0.999, trainable)[-1]):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+
+
+def test_update_in_cross_replica_context_of_a_strategy():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        generator = _generator()
+        ema = EMAGenerator(generator, 0.999)
+    assert isinstance(ema.num_updates, tf.distribute.DistributedValues)
+    initial = [v.numpy() for v in ema.model.variables]
+    trainable = [v.trainable for v in generator.variables]
+    steps = _script(3, generator, seed=5)
+    seen = _run(ema, generator, steps, tf.function(ema.update))  # tf.function outside strategy.run: cross-replica
+    for g, w in zip(seen[-1], ref_ema(initial, steps, 0.999, trainable)[-1]):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+    assert int(ema.num_updates.numpy()) == 3
