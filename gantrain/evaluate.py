@@ -2,7 +2,9 @@
 
 Every result records the metric, the generated sample count, the real split and count, the
 extractor with its weights' identity, the preprocessing, the checkpoint step and the seed. Real
-features are cached on disk (keyed by all of that), written atomically, and a hit is reported.
+features are cached on disk, keyed by what determines them (the data's location and contents, the
+subset size and seed, the extractor's weights hash), written atomically, and a hit is reported.
+Arguments are validated here, before anything heavy, and refused with a UserError.
 """
 
 from __future__ import annotations
@@ -32,16 +34,45 @@ def _to_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 127.5 - 1.0
 
 
-def real_features(source: ImageSource, key: dict, n: int, extractor: Extractor, use_cache: bool = True) -> tuple[np.ndarray, np.ndarray | None, bool]:
-    """Features of ``n`` real images (a seeded subset, or all when n >= the split's size), cached on disk."""
-    digest = hashlib.sha256(json.dumps({**key, "n": n, **extractor.protocol()}, sort_keys=True, default=str).encode()).hexdigest()[:24]
+def data_fingerprint(source: ImageSource) -> str:
+    """SHA-256 of the loaded images and labels: what features are computed from, whatever the files'
+    names, dates or folder. Hashing is cheap next to running an extractor over the same pixels."""
+    h = hashlib.sha256(repr((source.images.shape, source.labels.shape)).encode())
+    h.update(np.ascontiguousarray(source.images).data)
+    h.update(np.ascontiguousarray(source.labels, dtype=np.int32).data)
+    return h.hexdigest()
+
+
+def subset_indices(total: int, n: int, seed: int) -> np.ndarray:
+    """min(n, total) indices into ``total`` images: a seeded random subset (ascending), or all.
+
+    Never the first n: folders list files class by class, so a prefix would hold the first classes only.
+    """
+    if n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).permutation(total)[:n])
+
+
+def real_features(source: ImageSource, key: dict, n: int, extractor: Extractor, use_cache: bool = True,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Features of min(n, len(source)) real images (``subset_indices``), cached on disk.
+
+    The cache key is ``key`` (the caller's description: data config, split) plus what actually
+    determines the features: where the images were read from, a hash of their contents, n, the
+    seed, and the extractor's identity with the SHA-256 of the weights it loaded.
+
+    Returns:
+      (features (m, d) float64, class probabilities (m, classes) float64 or None, cache hit).
+    """
+    identity = {**key, "location": source.location, "data_sha256": data_fingerprint(source), "n": n, "seed": seed,
+                "extractor": extractor.cache_identity()}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
     path = cache_dir() / f"{digest}.npz"
     if use_cache and path.is_file():
         with np.load(path, allow_pickle=False) as f:
             probs = f["probs"] if "probs" in f.files else None
             return f["features"].astype(np.float64), (probs.astype(np.float64) if probs is not None else None), True
-    idx = np.sort(np.random.default_rng(0).permutation(len(source))[:n]) if n < len(source) else np.arange(len(source))
-    feats, probs = extractor(_to_float(source.images[idx]))
+    feats, probs = extractor(_to_float(source.images[subset_indices(len(source), n, seed)]))
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
@@ -94,8 +125,7 @@ def conditional_accuracy(model, extractor: Extractor, n: int, seed: int, generat
 
 def resolve_extractor(name: str | None, weights: str | None, loader: str, image_shape: tuple) -> Extractor:
     extractor = get_extractor(name or default_extractor_name(loader), weights)
-    if hasattr(extractor, "check_shape"):
-        extractor.check_shape(image_shape)
+    extractor.check_shape(image_shape)
     return extractor
 
 
@@ -119,7 +149,7 @@ def evaluate_run(run, metrics, n=10000, split="test", extractor_name=None, weigh
     if feature_metrics:
         source = load_dataset(data_cfg, split=split if has_split else None)
         key = {k: v for k, v in data_cfg.items() if k not in ("batch_size", "labeled_per_class")}
-        real_feats, _, hit = real_features(source, {**key, "split": split if has_split else "all"}, n, extractor, use_cache)
+        real_feats, _, hit = real_features(source, {**key, "split": split if has_split else "all"}, n, extractor, use_cache, seed)
         base["real_cache"] = "hit" if hit else "miss"
         fake = generate(model, n, seed)
         fake_feats, fake_probs = extractor(fake)
@@ -211,7 +241,7 @@ class TrainingEvaluator:
         key = {k: v for k, v in cfg["data"].items() if k not in ("batch_size", "labeled_per_class")}
         self.real_feats = None
         if any(m != "accuracy" for m in self.metrics):
-            self.real_feats, _, _ = real_features(real, {**key, "split": ev["split"]}, self.n, self.extractor)
+            self.real_feats, _, _ = real_features(real, {**key, "split": ev["split"]}, self.n, self.extractor, seed=self.seed)
         first = self.metrics[0]
         self.lower_is_better = LOWER_IS_BETTER[first]
         self.best = None

@@ -1,7 +1,9 @@
 """Evaluation metrics against closed forms and an independent reference; extractors; the eval CLI."""
 
+import gzip
 import json
 import math
+import shutil
 import tarfile
 
 import numpy as np
@@ -16,6 +18,7 @@ from gantrain.data import load_dataset
 from gantrain.errors import UserError
 from gantrain.evaluate import real_features
 from gantrain.extractors import get_extractor
+from gantrain.extractors.classifier import SHIPPED, sha256
 from gantrain.metrics import feature_statistics, frechet_distance, inception_score, kernel_inception_distance, precision_recall
 from tests.conftest import tiny_config
 
@@ -222,6 +225,59 @@ def test_real_feature_cache_hit_and_miss(mnist_dir, tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-6)
     assert c.shape == (200, 128)
     assert not list((tmp_path / "cache").rglob("*.tmp*"))  # written atomically, no leftovers
+
+
+def _mnist_test_copy(src, dst, flip_first_pixel=False):
+    """The MNIST test split's two IDX files copied to ``dst``, optionally with image 0's first pixel changed."""
+    dst.mkdir(exist_ok=True)
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        raw = gzip.decompress((src / f"{stem}.gz").read_bytes())
+        if flip_first_pixel and "images" in stem:
+            raw = raw[:16] + bytes([255 - raw[16]]) + raw[17:]  # 16-byte header, then image 0's pixels
+        (dst / f"{stem}.gz").write_bytes(gzip.compress(raw, compresslevel=1))
+    return dst
+
+
+def test_real_feature_cache_follows_the_data(mnist_dir, tmp_path, monkeypatch):
+    # The data comes through $GANTRAIN_MNIST_ROOT, so the data config (the old key) is the same each time.
+    extractor = get_extractor("mnist_classifier")
+    data = {"loader": "mnist", "root": None, "split": "test"}
+    same = _mnist_test_copy(mnist_dir, tmp_path / "same")
+    changed = _mnist_test_copy(mnist_dir, tmp_path / "changed", flip_first_pixel=True)
+
+    def features(folder):
+        monkeypatch.setenv("GANTRAIN_MNIST_ROOT", str(folder))
+        return real_features(load_dataset(data), data, 100, extractor)
+
+    first, _, hit1 = features(same)
+    again, _, hit2 = features(same)
+    _, _, hit3 = features(changed)  # another folder holding one different image
+    _mnist_test_copy(mnist_dir, same, flip_first_pixel=True)  # the file rewritten in place
+    _, _, hit4 = features(same)
+    _, _, hit5 = features(same)
+    assert (hit1, hit2, hit3, hit4, hit5) == (False, True, False, False, True)
+    np.testing.assert_array_equal(first, again)
+
+
+def test_real_feature_cache_follows_the_weights_file(mnist_dir, tmp_path):
+    test = load_dataset({"loader": "mnist", "root": str(mnist_dir), "split": "test"})
+    stem = tmp_path / "clf"
+    shutil.copy(SHIPPED / "mnist_classifier.json", tmp_path / "clf.json")
+    shutil.copy(SHIPPED / "mnist_classifier.weights.h5", tmp_path / "clf.weights.h5")
+    key = {"k": "weights"}
+    _, _, hit1 = real_features(test, key, 100, get_extractor("classifier", str(stem)))
+    _, _, hit2 = real_features(test, key, 100, get_extractor("classifier", str(stem)))
+    # Other weights under the same name, the JSON record (and its recorded SHA-256) left as it was.
+    extractor = get_extractor("classifier", str(stem))
+    kernel = extractor.model.get_layer("features").kernel
+    kernel.assign(kernel * 1.5)
+    extractor.model.save_weights(tmp_path / "clf.weights.h5")
+    retrained = get_extractor("classifier", str(stem))
+    feats, _, hit3 = real_features(test, key, 100, retrained)
+    assert (hit1, hit2, hit3) == (False, True, False)
+    assert retrained.protocol()["weights_sha256"] == sha256(tmp_path / "clf.weights.h5")[:16]  # the file's, not the record's
+    fresh, _, _ = real_features(test, key, 100, retrained, use_cache=False)
+    np.testing.assert_array_equal(feats, fresh)
 
 
 def test_inception_v3_plumbing_with_random_weights():

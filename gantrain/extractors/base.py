@@ -16,10 +16,24 @@ from gantrain.registry import EXTRACTORS
 class Extractor(abc.ABC):
     name = "extractor"
     has_probs = False
+    input_shape: tuple | None = None  # (H, W, C) when the network takes one size only; None: any (resized)
+    class_names: list[str] | None = None  # what probability column k means, where the weights record it
 
     @abc.abstractmethod
     def protocol(self) -> dict:
         """What this extractor is: name, weights identity, features, preprocessing."""
+
+    def cache_identity(self) -> dict:
+        """What a feature cache must key on: by default the protocol (it names the weights' hash)."""
+        return self.protocol()
+
+    def check_shape(self, image_shape: tuple) -> None:
+        """Refuse images of another shape than a fixed-input network takes (no silent resizing)."""
+        if self.input_shape is not None and tuple(image_shape) != tuple(self.input_shape):
+            raise UserError(
+                f"extractor {self.name!r} takes {'x'.join(map(str, self.input_shape))} images, these are {'x'.join(map(str, image_shape))}; "
+                "choose --extractor inception_v3, or train a classifier for this data with `gantrain classifier train`"
+            )
 
     @abc.abstractmethod
     def _batch(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
@@ -41,25 +55,26 @@ class DomainClassifier(Extractor):
     def __init__(self, stem: Path, name: str):
         self.name = name
         self.stem = Path(stem)
-        self.model, self.meta = load_classifier(self.stem)
+        self.model, self.meta, self.weights_sha256 = load_classifier(self.stem)
+        self.input_shape = tuple(self.meta["image_shape"])
+        self.class_names = self.meta.get("class_names")
         self._fn = tf.function(lambda x: self.model(x, training=False))
 
-    def check_shape(self, image_shape: tuple) -> None:
-        if tuple(image_shape) != tuple(self.meta["image_shape"]):
-            raise UserError(
-                f"extractor {self.name!r} takes {tuple(self.meta['image_shape'])} images, these are {tuple(image_shape)}; "
-                "choose --extractor inception_v3, or train a classifier for this data with `gantrain classifier train`"
-            )
-
     def protocol(self) -> dict:
+        # The hash is of the weights file actually loaded; the record's test accuracy is only
+        # reported when the record was written for these very weights.
+        matches = self.meta.get("weights_sha256") == self.weights_sha256
         return {
             "extractor": self.name,
             "weights": str(self.stem) + ".weights.h5",
-            "weights_sha256": self.meta["weights_sha256"][:16],
-            "classifier_test_accuracy": self.meta["test_accuracy"],
+            "weights_sha256": self.weights_sha256[:16],
+            "classifier_test_accuracy": self.meta["test_accuracy"] if matches else "unknown (the .json record was written for other weights)",
             "features": "128-d penultimate ReLU layer; probabilities: softmax of the logits",
-            "preprocessing": f"images in [-1, 1] at {self.meta['image_shape'][0]}x{self.meta['image_shape'][1]}x{self.meta['image_shape'][2]}, no resizing",
+            "preprocessing": f"images in [-1, 1] at {'x'.join(map(str, self.input_shape))}, no resizing",
         }
+
+    def cache_identity(self) -> dict:
+        return {**self.protocol(), "weights_sha256": self.weights_sha256}
 
     def _batch(self, images):
         logits, features = self._fn(images)

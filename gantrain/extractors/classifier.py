@@ -91,16 +91,23 @@ def train_classifier(data_cfg: dict, out: Path, epochs: int, seed: int, batch_si
     return record
 
 
-def load_classifier(path_stem: Path) -> tuple[keras.Model, dict]:
-    """Load ``STEM.weights.h5`` + ``STEM.json``; raises UserError when missing or mismatched."""
+def load_classifier(path_stem: Path) -> tuple[keras.Model, dict, str]:
+    """Load ``STEM.weights.h5`` + ``STEM.json``; raises UserError when missing or mismatched.
+
+    Returns (model, the JSON record, SHA-256 of the weights file as read now). The record's own
+    ``weights_sha256`` says which weights it was written for; the file may since have changed.
+    """
     stem = Path(path_stem)
     meta_path, weights = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".weights.h5")
     if not meta_path.is_file() or not weights.is_file():
         raise UserError(f"{stem}: classifier files not found (need {weights.name} and {meta_path.name}; train one with `gantrain classifier train`)")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    names = meta.get("class_names")
+    if names is not None and len(names) != meta["num_classes"]:
+        raise UserError(f"{meta_path}: class_names lists {len(names)} classes but num_classes is {meta['num_classes']}")
     model = build_classifier(tuple(meta["image_shape"]), meta["num_classes"])
     try:
         model.load_weights(weights)
     except (ValueError, OSError) as err:
         raise UserError(f"{weights}: does not fit the classifier described in {meta_path.name}: {str(err).splitlines()[0]}") from None
-    return model, meta
+    return model, meta, sha256(weights)

@@ -12,6 +12,7 @@ for that. Neither can be downloaded on an offline machine: pass ``--weights PATH
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class KerasInceptionV3(Extractor):
     def __init__(self, weights: str | None = None):
         import keras
 
+        path = None
         if weights == "random":  # tests and plumbing checks only: numbers mean nothing
             source, self.identity = None, "random initialisation (plumbing test; numbers not comparable)"
         elif weights:
@@ -64,13 +66,26 @@ class KerasInceptionV3(Extractor):
         base = keras.applications.InceptionV3(include_top=True, weights=source, input_shape=(299, 299, 3))
         self.model = keras.Model(base.input, [base.get_layer("avg_pool").output, base.output])
         self._fn = tf.function(lambda x: self.model(to_inception_input(x), training=False))
+        self.weights_sha256 = sha256(path) if path else _arrays_sha256(self.model.weights)
 
     def protocol(self) -> dict:
         return {"extractor": self.name, "weights": self.identity, "features": "2048-d avg_pool; probabilities: 1000-way ImageNet softmax",
                 "preprocessing": "[-1, 1] -> bilinear resize to 299x299, grey tiled to RGB (Keras inception preprocessing range)"}
 
+    def cache_identity(self) -> dict:
+        # Random weights differ at every construction: their hash keeps one network's cached
+        # features from being served to another.
+        return {**self.protocol(), "weights_sha256": self.weights_sha256}
+
     def _batch(self, images):
         return self._fn(images)
+
+
+def _arrays_sha256(variables) -> str:
+    h = hashlib.sha256()
+    for v in variables:
+        h.update(np.ascontiguousarray(v.numpy()).tobytes())
+    return h.hexdigest()
 
 
 def load_graph_def(path: Path) -> bytes:
@@ -120,9 +135,11 @@ class TF2015Inception(Extractor):
             self._fn = wrapped.prune(graph.get_tensor_by_name("ExpandDims:0"), [graph.get_tensor_by_name("pool_3:0"), graph.get_tensor_by_name("softmax:0")])
         except KeyError as err:
             raise UserError(f"{path}: not the FID Inception graph (missing tensor {err})") from None
-        import hashlib
+        self.graph_sha256 = hashlib.sha256(raw).hexdigest()
+        self.identity = f"{path.name} graph sha256 {self.graph_sha256[:16]}"
 
-        self.identity = f"{path.name} graph sha256 {hashlib.sha256(raw).hexdigest()[:16]}"
+    def cache_identity(self) -> dict:
+        return {**self.protocol(), "graph_sha256": self.graph_sha256}
 
     def protocol(self) -> dict:
         return {"extractor": self.name, "weights": self.identity, "features": "2048-d pool_3; probabilities: 1008-way softmax",
