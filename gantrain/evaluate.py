@@ -24,6 +24,8 @@ from gantrain.metrics import feature_statistics, frechet_distance, inception_sco
 
 METRICS = ("fid", "kid", "is", "pr", "accuracy")
 LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "accuracy": False}
+DEFAULT_N = 10000  # generated samples, and at most this many real images (per folder), when n is not given
+INCEPTION_SIZE = 299  # folder images for extractors without a fixed input shape
 
 
 def cache_dir() -> Path:
@@ -95,7 +97,7 @@ def score(metrics, real_feats, fake_feats, fake_probs, seed: int = 0) -> dict:
     if "is" in metrics:
         if fake_probs is None:
             raise UserError("--is needs an extractor with class probabilities")
-        mean, std = inception_score(fake_probs)
+        mean, std = inception_score(fake_probs, seed=seed)  # splits over a seeded shuffle
         out["is"] = {"mean": mean, "std": std}
     if "pr" in metrics:
         precision, recall = precision_recall(real_feats, fake_feats, k=3)
@@ -129,8 +131,19 @@ def resolve_extractor(name: str | None, weights: str | None, loader: str, image_
     return extractor
 
 
-def evaluate_run(run, metrics, n=10000, split="test", extractor_name=None, weights=None, which="latest", seed=0, use_cache=True) -> dict:
-    """Evaluate a run's generator against its own dataset (from the saved config)."""
+def check_metrics(metrics) -> list[str]:
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise UserError(f"metric {unknown[0] if unknown else '(none)'!r}: valid metrics are {', '.join(METRICS)}")
+    return list(metrics)
+
+
+def evaluate_run(run, metrics, n=DEFAULT_N, split="test", extractor_name=None, weights=None, which="latest", seed=0, use_cache=True) -> dict:
+    """Evaluate a run's generator against its own dataset (from the saved config).
+
+    ``n`` generated samples against at most ``n`` real ones of ``split`` (a subset drawn with
+    ``seed``, or all of a smaller split; ``real_count`` in the report says which).
+    """
     from gantrain.classify import run_accuracy
     from gantrain.data import has_splits, load_dataset
     from gantrain.sampling import generate, load_model
@@ -164,22 +177,64 @@ def evaluate_run(run, metrics, n=10000, split="test", extractor_name=None, weigh
     return base
 
 
-def evaluate_folders(real_a, real_b, metrics, size: int, channels: int, extractor_name=None, weights=None, n=None, use_cache=True) -> dict:
-    """Compare two image folders (A as the reference); no run needed."""
+def folder_image_shape(extractor: Extractor, size: int | None, channels: int | None) -> tuple[int, int, int]:
+    """(H, W, C) to load folder images at: ``size``/``channels`` where given, else the extractor's
+    fixed input shape (the domain classifiers: 28x28x1), else 299x299x3 (Inception resizes anyway)."""
+    if channels not in (None, 1, 3):
+        raise UserError(f"--channels {channels}: use 1 or 3")
+    if size is not None and size < 1:
+        raise UserError(f"--size {size}: must be at least 1")
+    fixed = extractor.input_shape
+    height, width = (size, size) if size is not None else (fixed[:2] if fixed else (INCEPTION_SIZE, INCEPTION_SIZE))
+    return (int(height), int(width), int(channels if channels is not None else (fixed[2] if fixed else 3)))
+
+
+def _selection(source: ImageSource, used: int, n: int) -> str:
+    if used < len(source):
+        return f"a random {used} of {len(source)} images (seeded)"
+    return f"all {used} images" + (f" (fewer than n = {n})" if used < n else "")
+
+
+def evaluate_folders(real_a, real_b, metrics, size: int | None = None, channels: int | None = None, extractor_name=None, weights=None,
+                     n: int | None = None, use_cache: bool = True, seed: int = 0) -> dict:
+    """Compare two image folders, A the reference and B the images judged (IS is B's); no run needed.
+
+    Args:
+      size, channels: load the images at this square size / channel count; None: the extractor's
+        fixed input shape where it has one (domain classifiers), else 299 and 3.
+      n: images per folder, at most: a folder with more gives a random subset (drawn with ``seed``,
+        the same way for both folders); one with fewer is used whole, and the report says so.
+        None: ``DEFAULT_N`` (what ``gantrain eval`` uses without --n).
+      seed: the subsets and the Inception-score split order.
+    Returns:
+      the report: results with the protocol (``real_a_count``/``real_b_count`` the counts used).
+    """
     from gantrain.data.image_folder import load_folder
 
     t0 = time.perf_counter()
+    metrics = check_metrics(metrics)
     if "accuracy" in metrics:
         raise UserError("--accuracy needs a run of a conditional family, not two folders")
-    a = load_folder(Path(real_a), (size, size), channels, "none", "fail")
-    b = load_folder(Path(real_b), (size, size), channels, "none", "fail")
-    extractor = resolve_extractor(extractor_name or "inception_v3", weights, "image_folder", a.image_shape)
-    count_a, count_b = min(n or len(a), len(a)), min(n or len(b), len(b))
-    feats_a, _, hit = real_features(a, {"folder": str(Path(real_a).resolve()), "size": size, "channels": channels}, count_a, extractor, use_cache)
-    feats_b, probs_b = extractor(_to_float(b.images[:count_b]))
-    protocol = {"real_a": str(real_a), "real_a_count": len(feats_a), "real_b": str(real_b), "real_b_count": len(feats_b), **extractor.protocol()}
-    results = [{"metric": m, "value": v, **protocol} for m, v in score(metrics, feats_a, feats_b, probs_b).items()]
-    return {"results": results, "real_cache": "hit" if hit else "miss", "seconds": round(time.perf_counter() - t0, 1)}
+    n = DEFAULT_N if n is None else int(n)
+    if n < 2:
+        raise UserError(f"--n {n}: need at least 2 images per folder")
+    extractor = get_extractor(extractor_name or "inception_v3", weights)
+    shape = folder_image_shape(extractor, size, channels)
+    extractor.check_shape(shape)
+    sides, hits = {}, []
+    for side, folder in (("a", real_a), ("b", real_b)):
+        source = load_folder(Path(folder), shape[:2], shape[2], "none", "fail")
+        key = {"folder": str(Path(folder).resolve()), "image_shape": shape}
+        feats, probs, hit = real_features(source, key, n, extractor, use_cache, seed)
+        sides[side] = (source, feats, probs)
+        hits.append(f"{side.upper()} {'hit' if hit else 'miss'}")
+    (a, feats_a, _), (b, feats_b, probs_b) = sides["a"], sides["b"]
+    protocol = {"real_a": str(real_a), "real_a_count": len(feats_a), "real_a_images": _selection(a, len(feats_a), n),
+                "real_b": str(real_b), "real_b_count": len(feats_b), "real_b_images": _selection(b, len(feats_b), n),
+                "n": n, "seed": seed, "folder_images": f"resized and centre-cropped to {shape[0]}x{shape[1]}, {'grey' if shape[2] == 1 else 'RGB'}",
+                **extractor.protocol()}
+    results = [{"metric": m, "value": v, **protocol} for m, v in score(metrics, feats_a, feats_b, probs_b, seed).items()]
+    return {"results": results, "real_cache": ", ".join(hits), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def format_value(value) -> str:

@@ -16,8 +16,8 @@ import gantrain
 from gantrain.cli import app
 from gantrain.data import load_dataset
 from gantrain.errors import UserError
-from gantrain.evaluate import real_features
-from gantrain.extractors import get_extractor
+from gantrain.evaluate import evaluate_folders, real_features
+from gantrain.extractors import Extractor, get_extractor
 from gantrain.extractors.classifier import SHIPPED, sha256
 from gantrain.metrics import feature_statistics, frechet_distance, inception_score, kernel_inception_distance, precision_recall
 from tests.conftest import tiny_config
@@ -390,3 +390,98 @@ def test_eval_two_folders(tmp_path, mnist_dir):
     result = runner.invoke(app, ["eval", "--real-a", str(tmp_path / "a"), "--fid"])
     assert result.exit_code == 2 and "--real-b" in result.output
 
+
+class StandIn(Extractor):
+    """A cheap extractor for folder plumbing: the pixels as features, one-hot 'bright?' as probabilities.
+
+    Records the images it was given, so a test can see which images each folder contributed.
+    """
+
+    name = "stand_in"
+    has_probs = True
+
+    def __init__(self):
+        self.seen = []
+
+    def protocol(self):
+        return {"extractor": self.name}
+
+    def _batch(self, images):
+        self.seen.append(images.numpy())
+        flat = tf.reshape(images, [tf.shape(images)[0], -1])
+        bright = tf.cast(tf.reduce_mean(flat, axis=1) > 0, tf.int32)
+        return flat, tf.one_hot(bright, 2)
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    extractor = StandIn()
+    monkeypatch.setattr("gantrain.evaluate.get_extractor", lambda name, weights=None: extractor)
+    return extractor
+
+
+def _noisy_png(path, level, rng):
+    Image.fromarray(np.clip(level + rng.integers(-20, 21, (4, 4)), 0, 255).astype(np.uint8)).save(path)
+
+
+@pytest.fixture
+def dark_light_folders(tmp_path):
+    """A: 40 mixed images, flat. B: class subfolders dark/ and light/, 60 images each (sorted: all dark first)."""
+    rng = np.random.default_rng(0)
+    for sub in ("a", "b/dark", "b/light"):
+        (tmp_path / sub).mkdir(parents=True)
+    for i in range(40):
+        _noisy_png(tmp_path / "a" / f"{i:03d}.png", 40 if i % 2 else 215, rng)
+    for i in range(60):
+        _noisy_png(tmp_path / "b" / "dark" / f"{i:03d}.png", 40, rng)
+        _noisy_png(tmp_path / "b" / "light" / f"{i:03d}.png", 215, rng)
+    return tmp_path / "a", tmp_path / "b"
+
+
+def test_folder_eval_takes_a_random_subset_of_each_folder(stand_in, dark_light_folders):
+    a, b = dark_light_folders
+    report = evaluate_folders(a, b, ["fid"], 4, 1, "stand_in", n=40)
+    assert report["results"][0]["real_a_count"] == 40 and report["results"][0]["real_b_count"] == 40
+    b_images = stand_in.seen[1]
+    light = float((b_images.reshape(40, -1).mean(axis=1) > 0).mean())
+    assert 0.3 < light < 0.7, light  # not B's first 40 files in sorted order (all dark)
+
+
+def test_folder_eval_inception_score_is_not_split_by_class(stand_in, dark_light_folders):
+    a, b = dark_light_folders
+    # All 120 images of B, class-sorted: in order, each of the 10 splits sees one class (IS 1.0).
+    report = evaluate_folders(a, b, ["is"], 4, 1, "stand_in", n=120)
+    assert report["results"][0]["real_b_count"] == 120
+    assert report["results"][0]["value"]["mean"] > 1.7, report["results"][0]
+
+
+def test_folder_eval_uses_the_extractors_input_shape(tmp_path, mnist_dir):
+    test = load_dataset({"loader": "mnist", "root": str(mnist_dir), "split": "test"})
+    for name, offset in (("a", 0), ("b", 100)):
+        (tmp_path / name).mkdir()
+        for i in range(20):
+            Image.fromarray(test.images[offset + i, :, :, 0]).save(tmp_path / name / f"{i}.png")
+    report = evaluate_folders(tmp_path / "a", tmp_path / "b", ["fid"], None, None, "mnist_classifier", n=20)
+    assert report["results"][0]["real_a_count"] == 20 and "28x28x1" in report["results"][0]["preprocessing"]
+    with pytest.raises(UserError, match="takes"):
+        evaluate_folders(tmp_path / "a", tmp_path / "b", ["fid"], None, 3, "mnist_classifier", n=20)  # --channels overrides
+
+
+def test_folder_eval_n_means_n_through_the_cli(stand_in, monkeypatch):
+    from gantrain.data.source import ImageSource
+
+    sizes = {"big": 10001, "small": 30}
+
+    def fake_folder(root, size, channels, labels, on_error):
+        count = sizes[root.name]
+        images = np.random.default_rng(count).integers(0, 256, (count, *size, channels), dtype=np.uint8)
+        return ImageSource(images, np.full(count, -1, np.int32), [], f"{root} ({count} images)")
+
+    monkeypatch.setattr("gantrain.data.image_folder.load_folder", fake_folder)
+    base = ["eval", "--real-a", "/x/big", "--fid", "--size", "8", "--channels", "1", "--no-cache"]
+    default = runner.invoke(app, base + ["--real-b", "/x/big"])  # --n left at its default, 10,000
+    assert default.exit_code == 0, default.output
+    assert "real_a_count: 10000" in default.output and "real_b_count: 10000" in default.output
+    fewer = runner.invoke(app, base + ["--real-b", "/x/small", "--n", "50"])
+    assert fewer.exit_code == 0, fewer.output
+    assert "real_a_count: 50" in fewer.output and "real_b_count: 30" in fewer.output
