@@ -7,6 +7,7 @@ every ``log.checkpoint_every``, plus a final checkpoint and grid at the end.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -216,13 +217,32 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     try:
         if clear:
             _clear_run(run_dir)
-        _train(cfg, out_dir, run_dir, resume, trainer, source, step, lr_scale, ckpt, progress and chief, evaluation, strategy)
+        with _without_remapper():
+            _train(cfg, out_dir, run_dir, resume, trainer, source, step, lr_scale, ckpt, progress and chief, evaluation, strategy)
     finally:
         if lock is not None:
             lock.release()
         if not chief:
             shutil.rmtree(out_dir, ignore_errors=True)
     return run_dir
+
+
+@contextlib.contextmanager
+def _without_remapper():
+    """Grappler's remapper off while training, restored afterwards.
+
+    On a training step whose LeakyReLU gradient reads its conv's BiasAdd output (every DCGAN-style
+    D), the remapper tries to fuse Conv2D + BiasAdd + LeakyReLU, fails, and logs an
+    ``E0000 ... remapper failed: INVALID_ARGUMENT`` line that reads like an error to a new user; it
+    then skips the whole pass for that graph anyway. With it off the message is gone; the step
+    time is compared in benchmarks/remapper.py (BENCHMARKS.md).
+    """
+    previous = tf.config.optimizer.get_experimental_options().get("remapping")
+    tf.config.optimizer.set_experimental_options({"remapping": False})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"remapping": True if previous is None else previous})
 
 
 def _clear_run(run_dir: Path) -> None:

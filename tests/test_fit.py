@@ -142,3 +142,17 @@ def test_sample_refuses_checkpoint_of_another_family(tmp_path, mnist_dir):
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(UserError, match="does not fit"):
         gantrain.sample(run, n=2)
+
+
+def test_fit_prints_no_tensorflow_error_lines(trained_run):
+    """Review item 15: every DCGAN fit printed grappler's `E0000 ... remapper failed` line."""
+    _, _, proc = trained_run
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E0000") or "remapper failed" in line]
+    assert errors == []
+
+
+def test_fit_restores_the_grappler_options(tmp_path, mnist_dir):
+    before = dict(tf.config.optimizer.get_experimental_options())
+    gantrain.fit(tiny_config(mnist_dir, steps=1), run_dir=tmp_path / "r", progress=False)
+    after = tf.config.optimizer.get_experimental_options()
+    assert after.get("remapping", True) == before.get("remapping", True)
