@@ -105,8 +105,33 @@ def score(metrics, real_feats, fake_feats, fake_probs, seed: int = 0) -> dict:
     return out
 
 
-def conditional_accuracy(model, extractor: Extractor, n: int, seed: int, generator=None) -> dict:
-    """Fraction of samples generated for class k that the domain classifier calls k; overall and per class."""
+def check_class_names(run_names, extractor: Extractor) -> None:
+    """Refuse a classifier whose classes are not the run's, in the run's order.
+
+    Class k of a conditional generator is the k-th class of its training data; the classifier's
+    column k must mean the same class, or the accuracy is silently wrong (a classifier trained on
+    folders listed in another order has the same number of classes).
+    """
+    names, run_names = extractor.class_names, list(run_names or [])
+    if not names:
+        raise UserError(f"--accuracy: extractor {extractor.name!r} does not name its classes (no class_names in its record), so its "
+                        "class k cannot be matched with the run's class k; add \"class_names\" in training order to its .json")
+    if not run_names:
+        raise UserError("--accuracy: the run's meta.json names no classes, so they cannot be matched with the classifier's")
+    if len(names) != len(run_names):
+        raise UserError(f"--accuracy: extractor {extractor.name!r} has {len(names)} classes, the run {len(run_names)}")
+    for k, (ours, theirs) in enumerate(zip(run_names, names)):
+        if ours != theirs:
+            raise UserError(f"--accuracy: class {k} is {ours!r} in the run but {theirs!r} for extractor {extractor.name!r}; "
+                            f"the classifier needs the run's classes in the run's order ({', '.join(run_names)})")
+
+
+def conditional_accuracy(model, extractor: Extractor, n: int, seed: int, generator=None, class_names=None) -> dict:
+    """Fraction of samples generated for class k that the domain classifier calls k; overall and per class.
+
+    ``n // num_classes`` samples per class (at least one); ``class_names`` (default: the run's,
+    ``model.class_names``) must equal the classifier's, in order.
+    """
     from gantrain.sampling import generate
 
     if not model.conditional:
@@ -115,6 +140,7 @@ def conditional_accuracy(model, extractor: Extractor, n: int, seed: int, generat
         raise UserError("--accuracy: this family's categorical code is unsupervised, so code k need not be class k; accuracy would be meaningless")
     if not extractor.has_probs:
         raise UserError(f"--accuracy needs a classifier extractor, {extractor.name!r} has no class probabilities")
+    check_class_names(getattr(model, "class_names", None) if class_names is None else class_names, extractor)
     per_class = max(1, n // model.num_classes)
     labels = np.repeat(np.arange(model.num_classes), per_class)
     images = generate(model, len(labels), seed, labels.tolist(), generator=generator)
@@ -292,6 +318,9 @@ class TrainingEvaluator:
         if "accuracy" in self.metrics and not (model.conditional and model.labels_are_classes):
             raise UserError("eval.metrics: accuracy needs a class-conditional model family (cgan, cdcgan, acgan)")
         self.extractor = resolve_extractor(ev["extractor"], ev["weights"], cfg["data"]["loader"], source.image_shape)
+        self.class_names = list(source.class_names)
+        if "accuracy" in self.metrics:
+            check_class_names(self.class_names, self.extractor)  # before training, not at the first evaluation
         real = (test_split_for(cfg) if ev["split"] == "test" else None) or source
         key = {k: v for k, v in cfg["data"].items() if k not in ("batch_size", "labeled_per_class")}
         self.real_feats = None
@@ -312,7 +341,8 @@ class TrainingEvaluator:
             for metric, value in score(feature_metrics, self.real_feats, fake_feats, fake_probs, self.seed).items():
                 out[f"eval/{metric}"] = value["mean"] if isinstance(value, dict) else value
         if "accuracy" in self.metrics:
-            out["eval/accuracy"] = conditional_accuracy(self.model, self.extractor, self.n, self.seed, generator=generator)["overall"]
+            out["eval/accuracy"] = conditional_accuracy(self.model, self.extractor, self.n, self.seed, generator=generator,
+                                                        class_names=self.class_names)["overall"]
         return out
 
     def is_best(self, values: dict) -> bool:

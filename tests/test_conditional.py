@@ -11,9 +11,12 @@ from typer.testing import CliRunner
 import gantrain
 from gantrain.cli import app
 from gantrain.config import validate
-from gantrain.data import load_dataset, make_pipeline
+from gantrain.classify import classifier_accuracy
+from gantrain.data import ImageSource, load_dataset, make_pipeline
 from gantrain.data.labels import keep_labels_per_class
 from gantrain.errors import UserError
+from gantrain.evaluate import conditional_accuracy
+from gantrain.extractors import Extractor, get_extractor
 from gantrain.losses import class_cross_entropy, get_loss
 from gantrain.optimizers import build_optimizer
 from gantrain.run import build_model
@@ -185,7 +188,7 @@ def test_class_grids_during_training_have_one_row_per_class(runs):
 def test_sgan_logs_test_accuracy_and_classify_reports_it(runs):
     rows = [json.loads(line) for line in (runs["sgan"] / "metrics.jsonl").read_text().splitlines()]
     accs = [r["test_accuracy"] for r in rows if "test_accuracy" in r]
-    assert len(accs) == 2 and all(0.0 <= a <= 1.0 for a in accs)
+    assert len(accs) == 2
     code, out = _invoke("classify", runs["sgan"])
     assert code == 0, out
     assert f"accuracy {accs[-1]:.4f} on 10000 images" in out
@@ -202,3 +205,94 @@ def test_conditional_family_needs_labels(tmp_path):
            "train": {"steps": 1}}
     with pytest.raises(UserError, match="needs class labels"):
         gantrain.fit(cfg, run_dir=tmp_path / "r", progress=False)
+
+
+class RuleClassifier:
+    """A stand-in SGAN: its classifier head says class (pixel (0, 0) in 0..255) // 64, as one-hot logits."""
+
+    def classify(self, images):
+        value = (images[:, 0, 0, 0] + 1.0) * 127.5
+        return 5.0 * tf.one_hot(tf.cast(tf.floor(value / 64.0), tf.int32), 4)
+
+
+def test_classifier_accuracy_of_a_known_rule():
+    # Pixel values away from multiples of 64, so float round-off cannot move one across a boundary.
+    values = np.array([10, 70, 130, 200, 250, 100, 30, 140, 20, 190, 90])
+    labels = np.array([0, 1, 2, 3, 3, 0, 0, 1, 2, 2, 1], np.int32)  # rule: 0 1 2 3 3 1 0 2 0 2 1
+    images = np.zeros((len(values), 4, 4, 1), np.uint8)
+    images[:, 0, 0, 0] = values
+    source = ImageSource(images, labels, ["a", "b", "c", "d"])
+    expected = float((values // 64 == labels).mean())  # 8 of 11
+    assert expected == 8 / 11
+    assert classifier_accuracy(RuleClassifier(), source, batch=3) == expected  # 4 batches, the last one short
+
+
+class LabelPainter:
+    """A stand-in conditional generator: the image for class k is 4x4x1 filled with k / 10."""
+
+    conditional = True
+    labels_are_classes = True
+
+    def __init__(self, class_names):
+        self.class_names, self.num_classes = list(class_names), len(class_names)
+
+    def sample_latent(self, rng, n, labels=None):
+        return {"labels": labels}
+
+    def generate(self, latent, training=False, generator=None):
+        value = tf.cast(latent["labels"], tf.float32) / 10.0
+        return tf.ones([len(value), 4, 4, 1]) * value[:, None, None, None]
+
+
+class LabelReader(Extractor):
+    """A stand-in classifier: reads the class painted into an image and answers rule(class), one-hot."""
+
+    has_probs = True
+
+    def __init__(self, class_names, rule):
+        self.class_names, self.rule = list(class_names), rule
+
+    def protocol(self):
+        return {"extractor": "label_reader"}
+
+    def _batch(self, images):
+        painted = tf.cast(tf.round(images[:, 0, 0, 0] * 10.0), tf.int32)
+        return tf.zeros([len(painted), 2]), tf.one_hot(self.rule(painted), len(self.class_names))
+
+
+NAMES = ["zero", "one", "two"]
+
+
+def test_conditional_accuracy_of_a_perfect_classifier():
+    acc = conditional_accuracy(LabelPainter(NAMES), LabelReader(NAMES, lambda k: k), n=30, seed=0)
+    assert acc == {"overall": 1.0, "per_class": [1.0, 1.0, 1.0], "generated": 30}
+
+
+def test_conditional_accuracy_of_a_constant_classifier():
+    acc = conditional_accuracy(LabelPainter(NAMES), LabelReader(NAMES, lambda k: tf.zeros_like(k)), n=31, seed=0)
+    assert acc == {"overall": 1 / 3, "per_class": [1.0, 0.0, 0.0], "generated": 30}  # 10 per class
+
+
+def test_conditional_accuracy_of_a_shifted_classifier():
+    acc = conditional_accuracy(LabelPainter(NAMES), LabelReader(NAMES, lambda k: (k + 1) % 3), n=9, seed=0)
+    assert acc == {"overall": 0.0, "per_class": [0.0, 0.0, 0.0], "generated": 9}
+
+
+@pytest.mark.parametrize("classifier_names, needle", [
+    (["one", "zero", "two"], "class 0 is 'zero' in the run but 'one'"),  # same names, another order
+    (["a", "b", "c"], "class 0 is 'zero' in the run but 'a'"),
+    ([], "does not name its classes"),
+])
+def test_conditional_accuracy_refuses_a_classifier_with_other_classes(classifier_names, needle):
+    reader = LabelReader(classifier_names or ["x", "y", "z"], lambda k: k)
+    reader.class_names = classifier_names
+    with pytest.raises(UserError, match=needle):
+        conditional_accuracy(LabelPainter(NAMES), reader, n=30, seed=0)
+
+
+def test_conditional_accuracy_refuses_the_shipped_classifier_of_another_dataset():
+    fashion = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot"]
+    with pytest.raises(UserError, match="class 0 is 't-shirt' in the run but '0'"):
+        conditional_accuracy(LabelPainter(fashion), get_extractor("mnist_classifier"), n=10, seed=0)
+    with pytest.raises(UserError, match="run's meta.json names no classes"):
+        conditional_accuracy(LabelPainter([]), get_extractor("mnist_classifier"), n=10, seed=0)
