@@ -117,6 +117,9 @@ def sample(
     from gantrain.sampling import class_grid, generate, load_model, parse_labels, write_samples
 
     if fmt == "auto":
+        if out.suffix and out.suffix.lower() not in (".png", ".npy"):
+            raise UserError(f"--out {out}: unknown output type {out.suffix!r}; give a .png file (one grid), a .npy file "
+                            "(uint8 array) or a folder name without a suffix (one PNG per image), or set --format")
         fmt = {".png": "grid", ".npy": "npy"}.get(out.suffix.lower(), "png")
     if fmt not in ("grid", "png", "npy"):
         raise UserError(f"--format {fmt!r}: choose grid, png, npy or auto")

@@ -173,7 +173,12 @@ def resolve_select(spec: Select, user: Any, path: tuple, ctx: Context) -> dict:
         ctx.fail(path, f"expected a mapping with a {spec.key!r} key, got {user!r}")
     name = user.get(spec.key, spec.default)
     if name is None:
-        ctx.fail(path + (spec.key,), f"required; choose one of {', '.join(spec.registry.names())}")
+        choices = ", ".join(spec.registry.names())
+        # A misspelt selecting key (model: {famly: gan}) is the likely cause: name both problems.
+        for key in user:
+            if str(key) not in (spec.common or {}) and difflib.get_close_matches(str(key), [spec.key], n=1):
+                ctx.fail(path + (key,), f"unknown key (did you mean {spec.key!r}?); {'.'.join(map(str, path + (spec.key,)))} is required: choose one of {choices}")
+        ctx.fail(path + (spec.key,), f"required; choose one of {choices}")
     if not isinstance(name, str):
         ctx.fail(path + (spec.key,), f"expected a name, got {name!r}")
     try:
