@@ -60,6 +60,17 @@ def test_dcgan_tutorial_parameter_count():
     assert _count(nets.discriminator) == 212_865
 
 
+def test_spectral_norm_adds_only_its_power_iteration_vectors():
+    # W stays the trainable variable (W / sigma is computed, never stored), so the trainable counts
+    # are the unnormalised networks'; each normalised layer adds a non-trainable u of its output size.
+    nets = build_model(_cfg("dcgan", d_norm="spectral"), (28, 28, 1), 10)
+    assert _count(nets.discriminator, trainable=True) == 212_865
+    assert _count(nets.discriminator, trainable=False) == 64 + 128 + 1
+    nets = build_model(_cfg("gan", d_norm="spectral"), (28, 28, 1), 10)
+    assert _count(nets.discriminator, trainable=True) == 533_505
+    assert _count(nets.discriminator, trainable=False) == 512 + 256 + 1
+
+
 @pytest.mark.parametrize("size, match", [([48, 64], "square"), (30, "not divisible")])
 def test_dcgan_refuses_shapes_it_cannot_make(size, match):
     with pytest.raises(UserError, match=match):

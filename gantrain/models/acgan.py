@@ -19,6 +19,7 @@ from gantrain.losses import class_cross_entropy
 from gantrain.models.base import LATENT_DIM
 from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, conv_trunk
 from gantrain.models.conditional import ConditionalGANModel, conditional_conv_generator
+from gantrain.models.layers import maybe_spectral
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -53,7 +54,11 @@ class ACGan(ConvFamily):
 
         images = keras.Input(image_shape, name="images")
         features = conv_trunk(images, params)
-        outputs = [layers.Dense(1, name="validity")(features), layers.Dense(classes, name="class_logits")(features)]
+        norm = params["d_norm"]
+        outputs = [
+            maybe_spectral(layers.Dense(1, name="validity"), norm)(features),
+            maybe_spectral(layers.Dense(classes, name="class_logits"), norm)(features),
+        ]
         discriminator = keras.Model(images, outputs, name="discriminator")
         return ACGANModel(generator, discriminator, params["latent_dim"], num_classes, class_loss_weight=params["class_loss_weight"])
 

@@ -22,7 +22,8 @@ CONV_SCHEMA = {
     "d_widths": Field([32, 64, 128], "discriminator stride-2 conv widths, then global average pooling", "int_list", min=1),
     "bn_momentum": Field(0.8, "BatchNormalization momentum (0.8 as in the Keras-GAN/ACGAN reference)", "float", min=0, max=1),
     "leaky_slope": Field(0.2, "LeakyReLU negative slope in D", "float", min=0, max=1),
-    "d_norm": Field("batch", "normalisation in D's conv trunk: batch (the reference), layer, instance, spectral or none", "str", choices=D_NORMS),
+    "d_norm": Field("batch", "normalisation in D: batch (the reference), layer or instance after each trunk conv, spectral "
+                     "(every weight layer of D: convs, heads and any label embedding) or none", "str", choices=D_NORMS),
     "g_norm": Field("batch", "normalisation in G: batch (the reference), instance or none", "str", choices=G_NORMS),
     **MINIBATCH_SCHEMA,
 }

@@ -12,6 +12,7 @@ from keras import layers
 from gantrain.models.base import LATENT_DIM
 from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, conv_trunk
 from gantrain.models.conditional import ConditionalGANModel, conditional_conv_generator, label_times_image
+from gantrain.models.layers import maybe_spectral
 from gantrain.registry import MODELS
 
 SCHEMA = {"latent_dim": LATENT_DIM, **CONV_SCHEMA}
@@ -22,8 +23,8 @@ class CDCGan(ConvFamily):
         classes = max(num_classes, 1)
         generator = conditional_conv_generator(params, image_shape, classes)
 
-        images, d_label, x = label_times_image(image_shape, classes, flatten=False)
-        logits = layers.Dense(1)(conv_trunk(x, params))
+        images, d_label, x = label_times_image(image_shape, classes, flatten=False, norm=params["d_norm"])
+        logits = maybe_spectral(layers.Dense(1), params["d_norm"])(conv_trunk(x, params))
         discriminator = keras.Model([images, d_label], logits, name="discriminator")
         return ConditionalGANModel(generator, discriminator, params["latent_dim"], num_classes)
 

@@ -24,7 +24,7 @@ class CGan(Family):
         images = mlp_generator(x, image_shape, params["g_widths"], params["bn_momentum"], params["leaky_slope"])
         generator = keras.Model([z, label], images, name="generator")
 
-        inp, d_label, x = label_times_image(image_shape, classes, flatten=True)
+        inp, d_label, x = label_times_image(image_shape, classes, flatten=True, norm=params["d_norm"])
         features = minibatch(mlp_discriminator(x, params["d_widths"], params["leaky_slope"], params["d_norm"]), params)
         discriminator = keras.Model([inp, d_label], maybe_spectral(layers.Dense(1), params["d_norm"])(features), name="discriminator")
         return ConditionalGANModel(generator, discriminator, params["latent_dim"], num_classes)

@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras import layers
 
 from gantrain.models.base import GANModel
+from gantrain.models.layers import maybe_spectral
 
 
 class ConditionalGANModel(GANModel):
@@ -46,12 +47,16 @@ def label_times_noise(latent_dim: int, num_classes: int):
     return z, label, layers.Multiply()([z, layers.Embedding(num_classes, latent_dim)(label)])
 
 
-def label_times_image(image_shape: tuple, num_classes: int, flatten: bool):
-    """Inputs (image, label) and the image multiplied by an image-sized label embedding."""
+def label_times_image(image_shape: tuple, num_classes: int, flatten: bool, norm: str = "none"):
+    """Inputs (image, label) and the image multiplied by an image-sized label embedding.
+
+    ``norm`` is D's normalisation: with ``spectral`` the embedding, a linear map of the one-hot
+    label, is spectrally normalised like D's other weight layers.
+    """
     images = keras.Input(image_shape, name="images")
     label = keras.Input((), dtype="int32", name="label")
     size = int(np.prod(image_shape))
-    embedded = layers.Embedding(num_classes, size)(label)
+    embedded = maybe_spectral(layers.Embedding(num_classes, size), norm)(label)
     if flatten:
         return images, label, layers.Multiply()([layers.Flatten()(images), embedded])
     return images, label, layers.Multiply()([images, layers.Reshape(image_shape)(embedded)])

@@ -25,7 +25,8 @@ SCHEMA = {
     "dropout": Field(0.3, "discriminator dropout rate", "float", min=0, max=0.95),
     "leaky_slope": LEAKY_SLOPE,
     "g_norm": Field("batch", "normalisation in G: batch (the tutorial), instance or none", "str", choices=G_NORMS),
-    "d_norm": Field("none", "normalisation after each D conv: none (the tutorial), batch, layer, instance or spectral", "str", choices=D_NORMS),
+    "d_norm": Field("none", "normalisation in D: none (the tutorial), batch, layer or instance after each conv, or spectral "
+                     "(every weight layer of D: convs and the head)", "str", choices=D_NORMS),
     **MINIBATCH_SCHEMA,
 }
 

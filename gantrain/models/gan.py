@@ -22,7 +22,7 @@ SCHEMA = {
     "d_widths": Field([512, 256], "discriminator hidden layer widths", "int_list", min=1),
     "bn_momentum": Field(0.8, "generator BatchNormalization momentum (0.8 as in the reference)", "float", min=0, max=1),
     "leaky_slope": LEAKY_SLOPE,
-    "d_norm": Field("none", "normalisation of D's dense layers: none (the reference) or spectral", "str", choices=("none", "spectral")),
+    "d_norm": Field("none", "normalisation of D: none (the reference) or spectral (every dense layer of D, the head and any label embedding included)", "str", choices=("none", "spectral")),
     **MINIBATCH_SCHEMA,
 }
 

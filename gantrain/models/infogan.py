@@ -22,6 +22,7 @@ from gantrain.errors import UserError
 from gantrain.losses import class_cross_entropy, gaussian_code_loss
 from gantrain.models.base import GANModel
 from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, conv_trunk, upsampling_generator
+from gantrain.models.layers import maybe_spectral
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -108,11 +109,15 @@ class InfoGan(ConvFamily):
 
         images = keras.Input(image_shape, name="images")
         features = conv_trunk(images, params)
-        q = layers.Dense(128)(features)
+        norm = params["d_norm"]
+        q = maybe_spectral(layers.Dense(128), norm)(features)
         q = layers.LeakyReLU(params["leaky_slope"])(q)
-        outputs = [layers.Dense(1, name="validity")(features), layers.Dense(categories, name="q_categorical")(q)]
+        outputs = [
+            maybe_spectral(layers.Dense(1, name="validity"), norm)(features),
+            maybe_spectral(layers.Dense(categories, name="q_categorical"), norm)(q),
+        ]
         if continuous:  # no head without codes: its weights would get no gradient
-            outputs.append(layers.Dense(continuous, name="q_continuous")(q))
+            outputs.append(maybe_spectral(layers.Dense(continuous, name="q_continuous"), norm)(q))
         discriminator = keras.Model(images, outputs, name="discriminator")
         return InfoGANModel(generator, discriminator, params["latent_dim"], categories, continuous, params["info_weight"], params["continuous_weight"])
 

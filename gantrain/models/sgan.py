@@ -20,7 +20,7 @@ from keras import layers
 
 from gantrain.losses import class_cross_entropy
 from gantrain.models.base import LATENT_DIM, GANModel
-from gantrain.models.layers import D_NORMS
+from gantrain.models.layers import D_NORMS, maybe_spectral
 from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, conv_trunk, upsampling_generator
 from gantrain.registry import MODELS
 from gantrain.schema import Field
@@ -30,7 +30,8 @@ SCHEMA = {
     **CONV_SCHEMA,
     # Batch statistics in D would mix real and fake batches into the moving averages that the
     # classifier uses at test time; per-sample layer normalisation avoids that.
-    "d_norm": Field("layer", "normalisation in D's conv trunk: layer (default here), batch, instance, spectral or none", "str", choices=D_NORMS),
+    "d_norm": Field("layer", "normalisation in D: layer (default here), batch or instance after each trunk conv, spectral "
+                     "(every weight layer of D: convs and the class head) or none", "str", choices=D_NORMS),
     "dropout": Field(0.3, "dropout on D's pooled features (regularises the classifier on few labels)", "float", min=0, max=0.95),
     "supervised_weight": Field(1.0, "weight of the supervised cross-entropy on labelled batches", "float", min=0),
 }
@@ -67,7 +68,7 @@ class SGan(ConvFamily):
 
         images = keras.Input(image_shape, name="images")
         features = layers.Dropout(params["dropout"])(conv_trunk(images, params))
-        class_logits = layers.Dense(max(num_classes, 1), name="class_logits")(features)
+        class_logits = maybe_spectral(layers.Dense(max(num_classes, 1), name="class_logits"), params["d_norm"])(features)
         discriminator = keras.Model(images, class_logits, name="discriminator")
         return SGANModel(generator, discriminator, params["latent_dim"], num_classes, supervised_weight=params["supervised_weight"])
 
