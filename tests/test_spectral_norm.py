@@ -1,4 +1,5 @@
-"""Spectral normalisation (Miyato et al. 2018) as a reparameterisation W / sigma(W).
+"""Spectral normalisation (Miyato et al. 2018) as a reparameterisation W / sigma(W), and the
+per-sample ``layer_hwc`` norm of WGAN-GP's critic (Gulrajani et al. 2017).
 
 Every expected value is computed independently: power iteration and sigma in numpy (float64),
 gradients by autodiff of the textbook formula W / (u^T W v) with u and v held constant, spectral
@@ -305,6 +306,31 @@ def test_every_weight_layer_of_d_is_spectrally_normalised(family):
 
 def _kernel_of(layer):
     return layer.embeddings if isinstance(layer, keras.layers.Embedding) else layer.kernel
+
+
+def test_layer_hwc_normalises_each_sample_over_height_width_and_channels():
+    def norm_layers(d_norm):
+        cfg = validate({"model": {"family": "dcgan", "g_widths": [8, 4], "d_widths": [4, 6], "d_norm": d_norm}, "data": {"loader": "mnist", "batch_size": 4}})
+        D = build_model(cfg, (28, 28, 1), 0).discriminator
+        return [l for l in D.layers if "Normalization" in type(l).__name__]
+
+    hwc = norm_layers("layer_hwc")
+    assert len(hwc) == 2  # one after each conv
+    rng = np.random.default_rng(6)
+    for layer in hwc:
+        shape = (3, *layer.input.shape[1:])
+        x = (rng.normal(size=shape) * rng.uniform(0.5, 3, size=(3, 1, 1, shape[-1])) + rng.normal(size=(3, 1, 1, shape[-1]))).astype(np.float32)
+        y = layer(x).numpy().astype(np.float64)
+        np.testing.assert_allclose(y.mean(axis=(1, 2, 3)), 0.0, atol=1e-5)
+        np.testing.assert_allclose(y.var(axis=(1, 2, 3)), 1.0, rtol=1e-4)
+        # ... with one scale and offset per channel, as the official WGAN-GP Layernorm (tflib).
+        assert [tuple(w.shape) for w in layer.trainable_weights] == [(shape[-1],), (shape[-1],)]
+        # Per sample, not per pixel: each pixel's channels keep their own mean.
+        assert np.abs(y.mean(axis=-1)).max() > 0.1
+    # `layer`, in contrast, normalises each pixel over its channels.
+    per_pixel = norm_layers("layer")[0]
+    x = rng.normal(size=(2, *per_pixel.input.shape[1:])).astype(np.float32) * 3 + 1
+    np.testing.assert_allclose(per_pixel(x).numpy().mean(axis=-1), 0.0, atol=1e-5)
 
 
 MIRRORED = r"""

@@ -13,7 +13,7 @@ import math
 from keras import layers
 
 from gantrain.models.base import Family
-from gantrain.models.layers import D_NORMS, G_NORMS, MINIBATCH_SCHEMA, batch_norm, maybe_spectral, minibatch, normalize
+from gantrain.models.layers import D_NORMS, G_NORMS, LAYER_NORMS_HELP, MINIBATCH_SCHEMA, batch_norm, maybe_spectral, minibatch, normalize
 from gantrain.schema import Field
 
 CONV_SCHEMA = {
@@ -22,8 +22,8 @@ CONV_SCHEMA = {
     "d_widths": Field([32, 64, 128], "discriminator stride-2 conv widths, then global average pooling", "int_list", min=1),
     "bn_momentum": Field(0.8, "BatchNormalization momentum (0.8 as in the Keras-GAN/ACGAN reference)", "float", min=0, max=1),
     "leaky_slope": Field(0.2, "LeakyReLU negative slope in D", "float", min=0, max=1),
-    "d_norm": Field("batch", "normalisation in D: batch (the reference), layer or instance after each trunk conv, spectral "
-                     "(every weight layer of D: convs, heads and any label embedding) or none", "str", choices=D_NORMS),
+    "d_norm": Field("batch", "normalisation in D: batch (the reference), layer, layer_hwc or instance after each trunk conv, spectral "
+                     f"(every weight layer of D: convs, heads and any label embedding) or none. {LAYER_NORMS_HELP}", "str", choices=D_NORMS),
     "g_norm": Field("batch", "normalisation in G: batch (the reference), instance or none", "str", choices=G_NORMS),
     **MINIBATCH_SCHEMA,
 }

@@ -13,7 +13,7 @@ import keras
 from keras import layers
 
 from gantrain.models.base import LATENT_DIM, LEAKY_SLOPE, Family, GANModel
-from gantrain.models.layers import D_NORMS, G_NORMS, MINIBATCH_SCHEMA, maybe_spectral, minibatch, normalize
+from gantrain.models.layers import D_NORMS, G_NORMS, LAYER_NORMS_HELP, MINIBATCH_SCHEMA, maybe_spectral, minibatch, normalize
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -25,8 +25,8 @@ SCHEMA = {
     "dropout": Field(0.3, "discriminator dropout rate", "float", min=0, max=0.95),
     "leaky_slope": LEAKY_SLOPE,
     "g_norm": Field("batch", "normalisation in G: batch (the tutorial), instance or none", "str", choices=G_NORMS),
-    "d_norm": Field("none", "normalisation in D: none (the tutorial), batch, layer or instance after each conv, or spectral "
-                     "(every weight layer of D: convs and the head)", "str", choices=D_NORMS),
+    "d_norm": Field("none", "normalisation in D: none (the tutorial), batch, layer, layer_hwc or instance after each conv, or spectral "
+                     f"(every weight layer of D: convs and the head). {LAYER_NORMS_HELP}", "str", choices=D_NORMS),
     **MINIBATCH_SCHEMA,
 }
 

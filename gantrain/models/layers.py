@@ -4,6 +4,9 @@
 
 - ``batch``: BatchNormalization (statistics over the batch).
 - ``layer``: LayerNormalization over the last axis: per pixel, over channels.
+- ``layer_hwc``: per sample over height, width and channels, with one scale and offset per channel,
+  as WGAN-GP's critic (Gulrajani et al. 2017, the official tflib ``Layernorm`` over axes [1, 2, 3]).
+  On dense activations it is the same as ``layer``.
 - ``instance``: per sample and per channel (GroupNormalization with one group per channel).
 - ``spectral``: spectral normalisation (Miyato et al. 2018) of the layer's own kernel: a wrapper,
   :class:`SpectralNormalization`, not a layer after it. Families apply it through
@@ -21,8 +24,10 @@ from keras import layers, ops
 
 from gantrain.schema import Field
 
-D_NORMS = ("none", "batch", "layer", "instance", "spectral")
+D_NORMS = ("none", "batch", "layer", "layer_hwc", "instance", "spectral")
 G_NORMS = ("batch", "instance", "none")
+# The two layer norms, for the families' d_norm help.
+LAYER_NORMS_HELP = "layer: per pixel, over channels; layer_hwc: per sample over height, width and channels, as WGAN-GP's critic"
 
 MINIBATCH_SCHEMA = {
     "minibatch_kernels": Field(0, "minibatch discrimination in D: number of kernels B (0 = off; 100 in Salimans et al.)", "int", min=0, max=1024),
@@ -187,6 +192,12 @@ def normalize(x, norm: str, momentum: float = 0.99):
         return batch_norm(momentum)(x)
     if norm == "layer":
         return layers.LayerNormalization()(x)
+    if norm == "layer_hwc":
+        # One group holding every channel: moments over all of (H, W, C) per sample, and a scale and
+        # offset per channel, exactly tflib's Layernorm in WGAN-GP's critic (its epsilon, 1e-5).
+        # LayerNormalization(axis=[1, 2, 3]) would take the same moments but learn a scale per
+        # (h, w, c) position, a parameter count that grows with the image.
+        return layers.GroupNormalization(groups=1, epsilon=1e-5)(x)
     if norm == "instance":
         return layers.GroupNormalization(groups=-1)(x)
     return x

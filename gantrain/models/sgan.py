@@ -20,7 +20,7 @@ from keras import layers
 
 from gantrain.losses import class_cross_entropy
 from gantrain.models.base import LATENT_DIM, GANModel
-from gantrain.models.layers import D_NORMS, maybe_spectral
+from gantrain.models.layers import D_NORMS, LAYER_NORMS_HELP, maybe_spectral
 from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, conv_trunk, upsampling_generator
 from gantrain.registry import MODELS
 from gantrain.schema import Field
@@ -30,8 +30,8 @@ SCHEMA = {
     **CONV_SCHEMA,
     # Batch statistics in D would mix real and fake batches into the moving averages that the
     # classifier uses at test time; per-sample layer normalisation avoids that.
-    "d_norm": Field("layer", "normalisation in D: layer (default here), batch or instance after each trunk conv, spectral "
-                     "(every weight layer of D: convs and the class head) or none", "str", choices=D_NORMS),
+    "d_norm": Field("layer", "normalisation in D: layer (default here), layer_hwc, batch or instance after each trunk conv, spectral "
+                     f"(every weight layer of D: convs and the class head) or none. {LAYER_NORMS_HELP}", "str", choices=D_NORMS),
     "dropout": Field(0.3, "dropout on D's pooled features (regularises the classifier on few labels)", "float", min=0, max=0.95),
     "supervised_weight": Field(1.0, "weight of the supervised cross-entropy on labelled batches", "float", min=0),
 }
