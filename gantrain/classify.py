@@ -36,11 +36,11 @@ def run_accuracy(run, split: str, which="latest") -> tuple[float, int, int, str]
 
     from gantrain import checkpoint as ckpt_lib
     from gantrain.config import load_config
+    from gantrain.data import check_split
     from gantrain.errors import UserError
     from gantrain.run import build_model, read_meta
 
-    if split not in ("train", "test"):
-        raise UserError(f"--split {split!r}: choose train or test")
+    check_split(split, "--split")
     prefix = ckpt_lib.find_checkpoint(Path(run), which)
     run_dir = ckpt_lib.run_dir_of(prefix)
     cfg = load_config(run_dir / "config.yaml")

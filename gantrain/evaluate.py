@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gantrain.data import check_split
 from gantrain.data.source import ImageSource
 from gantrain.errors import UserError
 from gantrain.extractors import Extractor, default_extractor_name, get_extractor
@@ -174,6 +175,10 @@ def evaluate_run(run, metrics, n=DEFAULT_N, split="test", extractor_name=None, w
     from gantrain.data import has_splits, load_dataset
     from gantrain.sampling import generate, load_model
 
+    check_split(split, "--split")  # before loading a model or data: a typo is one line, not a KeyError
+    metrics = check_metrics(metrics)
+    if n < 2:
+        raise UserError(f"--n {n}: need at least 2 samples")
     t0 = time.perf_counter()
     model, cfg, step = load_model(run, which)
     data_cfg = dict(cfg["data"])

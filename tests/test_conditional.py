@@ -194,6 +194,8 @@ def test_sgan_logs_test_accuracy_and_classify_reports_it(runs):
     assert f"accuracy {accs[-1]:.4f} on 10000 images" in out
     code, out = _invoke("classify", runs["acgan"])
     assert code == 2 and "no classifier head" in out
+    code, out = _invoke("classify", runs["sgan"], "--split", "tset")
+    assert code == 2 and "--split 'tset': valid splits are train, test" in out
 
 
 def test_conditional_family_needs_labels(tmp_path):

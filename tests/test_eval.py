@@ -397,6 +397,13 @@ def test_eval_two_folders(tmp_path, mnist_dir):
     assert result.exit_code == 2 and "--real-b" in result.output
 
 
+def test_eval_unknown_split_is_one_line_naming_the_valid_ones(tiny_runs):
+    result = runner.invoke(app, ["eval", str(tiny_runs["dcgan"]), "--split", "tset"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --split 'tset'") and "train, test" in lines[0], result.output
+
+
 class StandIn(Extractor):
     """A cheap extractor for folder plumbing: the pixels as features, one-hot 'bright?' as probabilities.
 
