@@ -70,7 +70,7 @@ SCHEMA: dict = {
         "on_nan": Field("stop", "non-finite loss: stop (keep the last good checkpoint) or rollback (reload it, scale the learning rates by nan_lr_factor)", "str", choices=("stop", "rollback")),
         "nan_lr_factor": Field(0.5, "learning-rate factor applied on each rollback", "float", min=0, max=1, min_exclusive=True),
         "nan_max_rollbacks": Field(3, "rollbacks allowed before stopping", "int", min=1),
-        "ema_decay": Field(None, "keep an exponential moving average of G's weights (e.g. 0.999); sampling and grids then use it", "float", min=0, max=1, min_exclusive=True, nullable=True),
+        "ema_decay": Field(None, "keep an exponential moving average of G's weights (e.g. 0.999), with the (1 + t) / (10 + t) warm-up of TensorFlow's moving averages; sampling and grids then use it", "float", min=0, max=1, min_exclusive=True, nullable=True),
         "historical_averaging": {
             "generator": Field(0.0, "weight of ||theta - mean of past theta||^2 for G (0 = off)", "float", min=0),
             "discriminator": Field(0.0, "the same for D", "float", min=0),
@@ -246,9 +246,7 @@ def check_combinations(cfg: dict, ctx: Context) -> None:
     if name == "wasserstein" and clip is None and cfg["loss"]["penalty"] == "none":
         ctx.fail(("loss", "name"), "the wasserstein loss needs a Lipschitz constraint on the critic: set optimizer.discriminator.clip_value "
                  "(WGAN, 0.01) or loss.penalty: gradient_penalty (WGAN-GP)")
-    if cfg["loss"]["penalty"] == "gradient_penalty" and cfg["model"].get("d_norm") == "batch":
-        ctx.fail(("loss", "penalty"), "the gradient penalty is per sample, but batch normalisation in D couples the samples of a batch "
-                 "(Gulrajani et al.); set model.d_norm to layer, instance, spectral or none")
+    check_penalty(cfg, ctx)
     smoothing = (cfg["loss"]["real_target"], cfg["loss"]["fake_target"], cfg["loss"]["target_noise"], cfg["loss"]["g_target"]) != (1.0, 0.0, 0.0, 1.0)
     if name == "minimax" and cfg["loss"]["g_target"] != 1.0:
         ctx.fail(("loss", "g_target"), "the minimax generator loss log(1 - D(G(z))) has no target; use loss.name: non_saturating")
@@ -263,6 +261,24 @@ def check_combinations(cfg: dict, ctx: Context) -> None:
         ctx.fail(("distribute", "tpu"), f"a TPU address needs distribute.strategy: tpu (it is {dist['strategy']!r})")
     if cfg["loss"]["real_target"] <= cfg["loss"]["fake_target"]:
         ctx.fail(("loss", "real_target"), "must be above loss.fake_target")
+
+
+def check_penalty(cfg: dict, ctx: Context) -> None:
+    """Gradient penalties constrain the critic's gradient at each sample, so the critic must be one
+    deterministic function of one sample (Gulrajani et al. 2017, section 4: no batch norm)."""
+    penalty, model = cfg["loss"]["penalty"], cfg["model"]
+    if penalty == "none":
+        return
+    what = {"gradient_penalty": "the gradient penalty", "r1": "the R1 penalty"}[penalty]
+    if model.get("d_norm") == "batch":
+        ctx.fail(("model", "d_norm"), f"{what} is per sample, but batch normalisation in D couples the samples of a batch "
+                 "(Gulrajani et al.); set model.d_norm to layer_hwc (WGAN-GP's critic), layer, instance, spectral or none")
+    if model.get("minibatch_kernels", 0) > 0:
+        ctx.fail(("model", "minibatch_kernels"), f"{what} is per sample, but minibatch discrimination makes D's output for one image "
+                 "depend on the rest of its batch; set model.minibatch_kernels: 0")
+    if model.get("dropout", 0) > 0:
+        ctx.fail(("model", "dropout"), f"{what} constrains the gradient of the critic, but with dropout every pass is another random "
+                 "sub-network, so the penalty bounds none of them; set model.dropout: 0 (WGAN-GP's critic has no dropout)")
 
 
 def locked_differences(old: dict, new: dict) -> list[str]:

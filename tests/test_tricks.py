@@ -65,14 +65,55 @@ def test_soft_targets_by_hand():
     assert float(ls) == pytest.approx(0.5 * ((2 - 0.9) ** 2 + (-1 - 0.9) ** 2) / 2 + 0.5 * ((0.5 - 0.1) ** 2 + (-3 - 0.1) ** 2) / 2, rel=1e-6)
 
 
-def test_gradient_penalty_matches_closed_form_for_a_linear_critic():
-    w = tf.constant(np.random.default_rng(0).normal(size=(4, 4, 1)).astype(np.float32))
-    critic = lambda x: tf.reduce_sum(x * w, axis=[1, 2, 3])[:, None]  # noqa: E731  gradient = w everywhere
-    real, fake = tf.random.normal([5, 4, 4, 1]), tf.random.normal([5, 4, 4, 1])
-    gp = losses.gradient_penalty(critic, real, fake, tf.random.uniform([5]))
-    assert float(gp) == pytest.approx((float(tf.norm(w)) - 1.0) ** 2, rel=1e-5)
-    # Any batch size works, nothing is hard-coded.
-    assert np.isfinite(float(losses.gradient_penalty(critic, real[:3], fake[:3], tf.random.uniform([3]))))
+# A non-linear critic, f(x) = sum_p tanh(w_p x_p) + (sum_p v_p x_p)^2, whose input gradient
+# w * (1 - tanh^2(w x)) + 2 (v.x) v changes from point to point: a penalty taken at the wrong
+# points (one alpha for the whole batch, R1 on fakes) gives another value.
+_W = np.random.default_rng(0).normal(size=(4, 4, 1)).astype(np.float32)
+_V = np.random.default_rng(1).normal(size=(4, 4, 1)).astype(np.float32) * 0.3
+
+
+def _critic(x):
+    return (tf.reduce_sum(tf.tanh(x * _W), axis=[1, 2, 3]) + tf.square(tf.reduce_sum(x * _V, axis=[1, 2, 3])))[:, None]
+
+
+def _critic_grad(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    w, v = _W.astype(np.float64), _V.astype(np.float64)
+    return w * (1 - np.tanh(w * x) ** 2) + 2 * (x * v).sum(axis=(1, 2, 3))[:, None, None, None] * v
+
+
+def test_gradient_penalty_by_hand_for_a_non_linear_critic():
+    rng = np.random.default_rng(2)
+    real, fake = rng.normal(size=(5, 4, 4, 1)).astype(np.float32), rng.normal(size=(5, 4, 4, 1)).astype(np.float32)
+    alpha = np.array([0.0, 0.25, 0.5, 0.9, 1.0], np.float32)  # one per sample; alpha weights the real image
+    x_hat = alpha[:, None, None, None] * real + (1 - alpha[:, None, None, None]) * fake
+    norms = np.sqrt((_critic_grad(x_hat) ** 2).sum(axis=(1, 2, 3)))
+    expected = ((norms - 1) ** 2).mean()
+    gp = float(losses.gradient_penalty(_critic, tf.constant(real), tf.constant(fake), tf.constant(alpha)))
+    assert gp == pytest.approx(expected, rel=1e-5)
+    shared = alpha[0] * real + (1 - alpha[0]) * fake  # the defect a shared alpha would give
+    assert abs(gp - ((np.sqrt((_critic_grad(shared) ** 2).sum(axis=(1, 2, 3))) - 1) ** 2).mean()) > 1e-2
+
+
+def test_r1_penalty_by_hand_for_a_non_linear_critic():
+    x = np.random.default_rng(3).normal(size=(3, 4, 4, 1)).astype(np.float32)
+    expected = 0.5 * (_critic_grad(x) ** 2).sum(axis=(1, 2, 3)).mean()
+    assert float(losses.r1_penalty(_critic, tf.constant(x))) == pytest.approx(expected, rel=1e-5)
+
+
+def test_r1_through_the_trainer_is_taken_on_real_images():
+    """The trainer's logged d_r1 is weight x R1 of D at the (pre-update) weights, on the real batch."""
+    trainer, _ = _trainer(_raw("dcgan", loss={"name": "non_saturating", "penalty": "r1", "penalty_weight": 3.0}))
+    source = _source()
+    real, labels = next(iter(make_pipeline(source, 8, seed=0)))
+    real = tf.cast(real, tf.float32)
+    x = tf.Variable(real)
+    with tf.GradientTape() as tape:
+        scores = trainer.discriminator(x, training=True)
+    grads = tape.gradient(scores, x).numpy().reshape(8, -1)
+    expected = 3.0 * 0.5 * (grads.astype(np.float64) ** 2).sum(axis=1).mean()
+    metrics = trainer._d_update(real, labels, trainer.model.sample_latent(trainer.rng, 8), tf.constant([4, 5], tf.int64))
+    assert float(metrics["d_r1"]) == pytest.approx(expected, rel=1e-4)
 
 
 def test_gradient_penalty_is_finite_at_zero_gradient():
@@ -84,12 +125,6 @@ def test_gradient_penalty_is_finite_at_zero_gradient():
     grad = tape.gradient(gp, w)
     assert float(gp) == pytest.approx(1.0, rel=1e-5)
     assert np.all(np.isfinite(grad.numpy()))
-
-
-def test_r1_penalty_closed_form():
-    w = tf.constant(np.full((2, 2, 1), 0.5, np.float32))
-    critic = lambda x: tf.reduce_sum(x * w, axis=[1, 2, 3])[:, None]  # noqa: E731
-    assert float(losses.r1_penalty(critic, tf.random.normal([3, 2, 2, 1]))) == pytest.approx(0.5 * 4 * 0.25, rel=1e-6)
 
 
 def test_feature_matching_loss_by_hand():
@@ -145,11 +180,32 @@ def eager():
 @pytest.mark.parametrize("loss", sorted(HAND))
 @pytest.mark.parametrize("family", sorted(MODELS.names()))
 def test_contract_every_family_with_every_loss(family, loss, eager):
-    trainer, step = _trainer(_raw(family, loss))
+    raw = _raw(family, loss)
+    raw["model"]["dropout"] = 0.0 if family in ("dcgan", "sgan") else raw["model"].get("dropout")
+    raw["model"] = {k: v for k, v in raw["model"].items() if v is not None}
+    trainer, step = _trainer(raw)
+    G, D = trainer.generator.trainable_variables, trainer.discriminator.trainable_variables
+    g0, d0 = [v.numpy().copy() for v in G], [v.numpy().copy() for v in D]
     metrics = step()
     assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
     if loss == "wasserstein":
         assert "d_gradient_penalty" in metrics
+    # Both networks learn: each has weights that moved.
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(g0, G)), "no generator weight changed"
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(d0, D)), "no discriminator weight changed"
+    # Each update lowers the loss it minimises: on fixed inputs (batch, noise, penalty draws), the
+    # loss after one small step is below the loss before it.
+    source = _source()
+    real, labels = next(iter(make_pipeline(source, 8, seed=0)))
+    latent = trainer.model.sample_latent(tf.random.Generator.from_seed(9), 8)
+    seed = tf.constant([3, 4], tf.int64)
+    labeled = (next(iter(make_pipeline(labeled_subset(source), 8, seed=1))),) if trainer.model.uses_labeled_stream else ()
+    before = float(trainer._d_update(real, labels, latent, seed, *labeled)["d_loss"])
+    after = float(trainer._d_update(real, labels, latent, seed, *labeled)["d_loss"])
+    assert after < before, f"d_loss {before} -> {after}"
+    before = float(trainer._g_update(latent, real, labels, seed)["g_loss"])
+    after = float(trainer._g_update(latent, real, labels, seed)["g_loss"])
+    assert after < before, f"g_loss {before} -> {after}"
 
 
 def test_wgan_clipping_keeps_every_critic_weight_in_range():
@@ -279,6 +335,11 @@ def test_diffaugment_keeps_shape_and_gradients():
     ({"loss": {"name": "hinge", "real_target": 0.9}}, "has no targets"),
     ({"loss": {"name": "non_saturating", "real_target": 0.1, "fake_target": 0.2}}, "must be above loss.fake_target"),
     ({"model": {"family": "acgan"}, "loss": {"name": "wasserstein", "penalty": "gradient_penalty"}}, "batch normalisation in D"),
+    ({"model": {"family": "acgan"}, "loss": {"name": "hinge", "penalty": "r1"}}, "R1 penalty is per sample, but batch normalisation"),
+    ({"model": {"family": "dcgan", "dropout": 0.0, "minibatch_kernels": 4}, "loss": {"name": "wasserstein", "penalty": "gradient_penalty"}},
+     "minibatch discrimination makes D's output for one image depend on the rest of its batch"),
+    ({"model": {"family": "dcgan", "dropout": 0.3}, "loss": {"name": "wasserstein", "penalty": "gradient_penalty"}}, "with dropout every pass is another random"),
+    ({"model": {"family": "sgan"}, "loss": {"name": "non_saturating", "penalty": "r1"}}, "model.dropout: the R1 penalty"),
     ({"train": {"diffaugment": ["rotate"]}}, "'rotate' is not one of"),
     ({"loss": {"name": "minimax", "g_target": 0.9}}, "has no target"),
 ])
