@@ -256,7 +256,7 @@ def eval_(
     is_: bool = typer.Option(False, "--is", help="Inception / classifier score, 10 splits."),
     pr: bool = typer.Option(False, "--pr", help="k-NN precision and recall (k = 3)."),
     accuracy: bool = typer.Option(False, "--accuracy", help="Conditional families: samples of class k classified as k; sgan: D's classifier accuracy."),
-    n: int = typer.Option(10000, "--n", min=2, help="Generated samples (and at most this many real ones)."),
+    n: int = typer.Option(10000, "--n", min=2, help="Generated samples (and at most this many real ones); with --real-a/--real-b, per folder (a seeded random subset, or all of a smaller folder)."),
     split: str = typer.Option("test", "--split", help="Real split to compare with (datasets that have splits)."),
     extractor: Optional[str] = typer.Option(None, "--extractor", help="Feature extractor (default: the dataset's domain classifier, else inception_v3). See gantrain list."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Extractor weights: a local file (Inception offline) or a classifier STEM."),
@@ -265,8 +265,8 @@ def eval_(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report here (eval.json in the run directory is always written)."),
     real_a: Optional[Path] = typer.Option(None, "--real-a", help="Compare two image folders instead of a run: the reference folder."),
     real_b: Optional[Path] = typer.Option(None, "--real-b", help="... and the folder compared with it."),
-    size: int = typer.Option(299, "--size", min=8, help="With --real-a/--real-b: images are resized to this square size."),
-    channels: int = typer.Option(3, "--channels", help="With --real-a/--real-b: 1 (grey) or 3 (RGB)."),
+    size: Optional[int] = typer.Option(None, "--size", min=8, help="With --real-a/--real-b: resize images to this square size (default: the extractor's input size: 28 for the domain classifiers, else 299)."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="With --real-a/--real-b: 1 (grey) or 3 (RGB) (default: the extractor's: 1 for the domain classifiers, else 3)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute real features instead of reading the cache."),
 ):
     """Score a run (FID, KID, IS, precision/recall, conditional accuracy), printing the protocol with each number.
@@ -285,9 +285,7 @@ def eval_(
     if real_a is not None or real_b is not None:
         if run is not None or real_a is None or real_b is None:
             raise UserError("compare folders with both --real-a DIR and --real-b DIR, and no RUN argument")
-        if channels not in (1, 3):
-            raise UserError(f"--channels {channels}: use 1 or 3")
-        report = evaluate_folders(real_a, real_b, metrics, size, channels, extractor, weights, None if n == 10000 else n, not no_cache)
+        report = evaluate_folders(real_a, real_b, metrics, size, channels, extractor, weights, n, not no_cache, seed=seed)
     else:
         if run is None:
             raise UserError("give a RUN directory, or --real-a DIR --real-b DIR")

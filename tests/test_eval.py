@@ -478,6 +478,10 @@ def test_folder_eval_uses_the_extractors_input_shape(tmp_path, mnist_dir):
     assert report["results"][0]["real_a_count"] == 20 and "28x28x1" in report["results"][0]["preprocessing"]
     with pytest.raises(UserError, match="takes"):
         evaluate_folders(tmp_path / "a", tmp_path / "b", ["fid"], None, 3, "mnist_classifier", n=20)  # --channels overrides
+    # The CLI's defaults are the extractor's too: no --size/--channels needed with a domain classifier.
+    result = runner.invoke(app, ["eval", "--real-a", str(tmp_path / "a"), "--real-b", str(tmp_path / "b"), "--extractor", "mnist_classifier", "--n", "20"])
+    assert result.exit_code == 0, result.output
+    assert "28x28x1" in result.output
 
 
 def test_folder_eval_n_means_n_through_the_cli(stand_in, monkeypatch):
