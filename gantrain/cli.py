@@ -175,15 +175,18 @@ def validate(
     config: Path = typer.Argument(..., help="YAML experiment config."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
 ):
-    """Check a config and print it fully resolved (all defaults filled in), or the error.
+    """Check a config (and that the data files it names exist) and print it fully resolved, or the error.
 
     Example:
 
       gantrain validate configs/dcgan_mnist.yaml --set train.steps=2000
     """
     from gantrain.config import dump, load_config
+    from gantrain.data import check_data
 
-    typer.echo(dump(load_config(config, set_)), nl=False)
+    cfg = load_config(config, set_)
+    check_data(cfg["data"])  # the files it names exist (fit would fail on them later)
+    typer.echo(dump(cfg), nl=False)
 
 
 @app.command("list")

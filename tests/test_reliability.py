@@ -253,7 +253,12 @@ CONFIG_CASES = [
     ("clip-with-sigmoid", GOOD + "optimizer:\n  discriminator: {clip_value: 0.01}\n", "clipping only cripples it"),
     ("python-tag", "!!python/object/apply:os.system ['echo pwned']\n", "YAML syntax error"),
     ("recursive-alias", GOOD + "eval: &e {metrics: *e}\n", "eval.metrics"),
+    # Data a config names must exist: validate checks it too (review item 14), not only fit.
+    ("missing-data-root", GOOD.replace("{mnist}", "/nonexistent/mnist"), "data.root: /nonexistent/mnist is not a folder"),
+    ("data-root-without-idx", GOOD.replace("{mnist}", "/tmp"), "train-images-idx3-ubyte.gz not found"),
+    ("empty-image-folder", "model: {family: gan}\ndata: {loader: image_folder, root: /proc/self/fdinfo, image_size: 28}\n", "data.root: no images in"),
 ]
+DATA_PATH_CASES = ("missing-data-root", "data-root-without-idx", "empty-image-folder")  # the loader's message names the folder
 
 
 @pytest.mark.parametrize("name, text, needle", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
@@ -267,7 +272,7 @@ def test_bad_config_one_line(tmp_path, mnist_dir, name, text, needle):
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), result.output
         assert needle in lines[0], lines[0]
-        if name not in ("python-tag", "yaml-syntax", "tab-indent"):
+        if name not in ("python-tag", "yaml-syntax", "tab-indent", *DATA_PATH_CASES):
             assert "bad.yaml" in lines[0] or "--set" in lines[0] or "config" in lines[0]
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
     RAN.append(("config", name))

@@ -22,6 +22,11 @@ def load_dataset(data_cfg: dict, split: str | None = None) -> ImageSource:
     return DATASETS.get(data_cfg["loader"]).load(data_cfg, split)
 
 
+def check_data(data_cfg: dict) -> None:
+    """Fail now, with the loader's own message, on data files a config names but that are not there."""
+    DATASETS.get(data_cfg["loader"]).check(data_cfg)
+
+
 def has_splits(data_cfg: dict) -> bool:
     """Whether the loader has a held-out test split for this config (else one set of images)."""
     return DATASETS.get(data_cfg["loader"]).has_splits(data_cfg)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gantrain.data.download import DownloadError, fetch
-from gantrain.data.image_folder import load_folder
+from gantrain.data.image_folder import list_images, load_folder
 from gantrain.data.source import ImageSource
 from gantrain.errors import UserError
 from gantrain.registry import DATASETS
@@ -68,6 +68,12 @@ class Cifar10:
     def has_splits(self, params: dict) -> bool:
         """Only the downloaded archive has train/test splits; a root folder is one set of images."""
         return not (params.get("root") or os.environ.get(ENV))
+
+    def check(self, params: dict) -> None:
+        """A configured folder must exist and hold images (``gantrain validate``); nothing is decoded."""
+        root = params.get("root") or os.environ.get(ENV)
+        if root:
+            list_images(Path(root).expanduser(), "auto")
 
     def load(self, params: dict, split: str | None = None) -> ImageSource:
         split = split or params["split"]

@@ -67,6 +67,19 @@ class IdxDataset:
         images, labels, location = self._arrays(params, split)
         return ImageSource(images[..., None].astype(np.uint8), labels.astype(np.int32), list(self.class_names), f"{self.name} {split}", location)
 
+    def check(self, params: dict) -> None:
+        """Cheap checks of the configured files (``gantrain validate``), without reading them."""
+        split = params["split"]
+        for root, name in ((params.get("root"), "data.root"), (os.environ.get(self.env), f"${self.env}")):
+            if root:
+                root = Path(root).expanduser()
+                if not root.is_dir():
+                    raise UserError(f"{name}: {root} is not a folder; it should hold the four {self.name} IDX .gz files")
+                for stem in _FILES[split]:
+                    if _find(root, stem) is None:
+                        raise UserError(f"{root}: {stem}.gz not found (need the {split} images and labels IDX files)")
+                return
+
     def _arrays(self, params: dict, split: str) -> tuple[np.ndarray, np.ndarray, str]:
         """(images, labels, resolved folder or file they came from)."""
         if params.get("root"):
