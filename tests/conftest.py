@@ -10,12 +10,59 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-MNIST_DIR = SHARED_DATA / "mnist"
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MNIST_HELP = ("the tests need real MNIST: set GANTRAIN_MNIST_ROOT to a folder holding its four IDX files "
+              f"({', '.join(f + '.gz' for f in IDX_FILES)}), or check the repository out next to shared/ "
+              "(../shared/data/mnist), or download it once into the Keras cache: "
+              "python -c 'import keras; keras.datasets.mnist.load_data()'")
+
+
+def _has_idx(folder: Path) -> bool:
+    return all((folder / f"{name}.gz").is_file() or (folder / name).is_file() for name in IDX_FILES)
+
+
+def _idx_from_keras_cache(npz: Path) -> Path:
+    """The Keras cache holds mnist.npz; the loaders' tests read IDX folders, so write one once."""
+    import gzip
+    import tempfile
+
+    import numpy as np
+
+    out = Path(tempfile.gettempdir()) / f"gantrain-test-mnist-{npz.stat().st_size}-{int(npz.stat().st_mtime)}"
+    if _has_idx(out):
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    with np.load(npz, allow_pickle=False) as f:
+        arrays = {"train-images-idx3-ubyte": f["x_train"], "train-labels-idx1-ubyte": f["y_train"],
+                  "t10k-images-idx3-ubyte": f["x_test"], "t10k-labels-idx1-ubyte": f["y_test"]}
+    for name, a in arrays.items():
+        header = (2051 if a.ndim == 3 else 2049).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in a.shape)
+        tmp = out / f".{name}.gz.tmp"
+        with gzip.open(tmp, "wb") as g:
+            g.write(header + a.astype("uint8").tobytes())
+        tmp.replace(out / f"{name}.gz")
+    return out
+
+
+def locate_mnist() -> Path | None:
+    """Where the tests read MNIST: $GANTRAIN_MNIST_ROOT, then ../shared/data/mnist, then the Keras cache."""
+    env = os.environ.get("GANTRAIN_MNIST_ROOT")
+    if env:
+        return Path(env).expanduser() if _has_idx(Path(env).expanduser()) else None
+    if _has_idx(SHARED_DATA / "mnist"):
+        return SHARED_DATA / "mnist"
+    npz = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets" / "mnist.npz"
+    return _idx_from_keras_cache(npz) if npz.is_file() else None
+
+
+# Decided once, before any test changes the environment (some tests unset GANTRAIN_MNIST_ROOT).
+MNIST_DIR = locate_mnist()
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    assert (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(), f"real MNIST expected in {MNIST_DIR} (see README, offline data)"
+    if MNIST_DIR is None:
+        pytest.fail(MNIST_HELP, pytrace=False)
     return MNIST_DIR
 
 

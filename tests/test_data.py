@@ -23,6 +23,7 @@ from gantrain.data import ImageSource, load_dataset, make_pipeline
 from gantrain.data.download import DownloadError
 from gantrain.data.idx import read_idx
 from gantrain.errors import UserError
+from tests.conftest import MNIST_DIR, MNIST_HELP
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -31,6 +32,10 @@ CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 
 def shared(name: str) -> Path:
     """A folder of the shared real data; fail (not skip) when it is missing: CI always has it."""
+    if name == "mnist":  # found like every other test finds it (tests/conftest.py)
+        if MNIST_DIR is None:
+            pytest.fail(MNIST_HELP, pytrace=False)
+        return MNIST_DIR
     path = SHARED_DATA / name
     if not path.is_dir():
         pytest.fail(
@@ -613,3 +618,29 @@ def test_pipeline_every_example_once_in_first_epoch_at_mnist_scale(mnist_train):
     seen = np.concatenate([y.numpy() for _, y in ds.take(n // batch)])
     assert len(seen) == n
     assert np.array_equal(np.sort(seen), np.arange(n))
+
+
+def test_tests_find_mnist_in_the_env_then_shared_then_the_keras_cache(tmp_path, monkeypatch):
+    """Review item 17: a clone elsewhere than next to shared/ can still run the tests."""
+    import tests.conftest as conftest
+    from gantrain.data.mnist import read_idx_pair
+
+    monkeypatch.setattr(conftest, "SHARED_DATA", tmp_path / "no_shared")
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the converted IDX folder is written here
+    assert conftest.locate_mnist() is None  # nothing anywhere (KERAS_HOME is an empty tmp folder here)
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), "y_train": np.array([1, 2, 3], np.uint8),
+              "x_test": rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), "y_test": np.array([4, 5], np.uint8)}
+    (tmp_path / "keras_home" / "datasets").mkdir(parents=True)
+    np.savez(tmp_path / "keras_home" / "datasets" / "mnist.npz", **arrays)
+    found = conftest.locate_mnist()
+    for split, (x, y) in {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}.items():
+        images, labels = read_idx_pair(found, split)
+        np.testing.assert_array_equal(images, arrays[x])
+        np.testing.assert_array_equal(labels, arrays[y])
+    monkeypatch.setattr(conftest, "SHARED_DATA", SHARED_DATA)  # ../shared/data/mnist comes before the cache
+    assert conftest.locate_mnist() == SHARED_DATA / "mnist"
+    monkeypatch.setenv("GANTRAIN_MNIST_ROOT", str(found))  # and the environment variable before both
+    assert conftest.locate_mnist() == found
