@@ -122,6 +122,39 @@ def test_resume_is_exact(tmp_path, mnist_dir):
     assert steps == [2, 3, 4, 6]  # the first run logged its last step, 3; nothing is duplicated
 
 
+CONV_TINY = {"latent_dim": 8, "g_base_channels": 4, "g_widths": [8, 8, 4], "d_widths": [4, 8]}
+RESUME_CASES = {
+    # Two critic steps per G step (the data position is 2 batches per step), an EMA generator with
+    # its warm-up counter, every DiffAugment op (stateless draws), and several steps per call.
+    "d_steps_ema_diffaugment": {"train": {"d_steps": 2, "update": "alternating", "ema_decay": 0.9, "steps_per_call": 2,
+                                          "diffaugment": ["translation", "cutout", "color"]}},
+    # The semi-supervised family reads a second, labelled stream that must resume at its own place.
+    "sgan_labelled_stream": {"model": {"family": "sgan", **CONV_TINY, "dropout": 0.3}, "data": {"labeled_per_class": 3},
+                             "train": {"update": "alternating"}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESUME_CASES))
+def test_resume_is_exact_for_critic_steps_ema_diffaugment_and_labelled_streams(tmp_path, mnist_dir, case):
+    cfg = tiny_config(mnist_dir, deterministic=True)
+    for section, values in RESUME_CASES[case].items():
+        cfg[section] = values if section == "model" else {**cfg[section], **values}
+    straight = gantrain.fit(cfg, run_dir=tmp_path / "straight", progress=False)
+    split = gantrain.fit(cfg, overrides=["train.steps=3"], run_dir=tmp_path / "split", progress=False)
+    gantrain.fit(None, overrides=["train.steps=6"], resume=split, progress=False)
+    a, b = _all_variables(straight), _all_variables(split)
+    assert set(a) == set(b)
+    if "ema_decay" in cfg["train"]:
+        assert any(n.startswith("ema_generator/") for n in a)
+    assert [n for n in a if not np.array_equal(a[n], b[n])] == []
+
+
+def test_result_does_not_depend_on_steps_per_call(tmp_path, mnist_dir):
+    runs = {k: gantrain.fit(tiny_config(mnist_dir, deterministic=True, steps_per_call=k), run_dir=tmp_path / f"k{k}", progress=False) for k in (1, 3)}
+    a, b = _all_variables(runs[1]), _all_variables(runs[3])
+    assert set(a) == set(b) and [n for n in a if not np.array_equal(a[n], b[n])] == []
+
+
 def test_resume_refuses_architecture_change(tmp_path, mnist_dir):
     run = gantrain.fit(tiny_config(mnist_dir), overrides=["train.steps=1"], run_dir=tmp_path / "r", progress=False)
     with pytest.raises(UserError, match=r"model.g_widths: \[8, 4\] -> \[16, 4\]"):
