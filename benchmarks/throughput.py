@@ -6,7 +6,7 @@ Variants, all on the same networks (built by gantrain's family builders) and rea
                     one forward pass, tf.data from_tensor_slices/shuffle/batch
   c  keras fit      a keras.Model subclass with train_step, driven by fit (keras-io style)
   d  train_on_batch the Keras-2 style: D.train_on_batch on real and fake, then combined.train_on_batch,
-                    toggling D.trainable (the Keras 3 fix for the frozen-D idiom, MODELS.md K1)
+                    toggling D.trainable (the Keras 3 fix for the frozen-D idiom)
 On request (--variants): ax / a0 gantrain with XLA forced on / off, bx the loop with XLA.
 
 Each measurement runs in a fresh process (so peak RSS is per variant); variants alternate

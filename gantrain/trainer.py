@@ -334,7 +334,7 @@ def _scaled(optimizer, loss):
 
 
 def _check_gradients(grads, variables, network: str) -> None:
-    # A None gradient means a variable is off the loss path (MODELS.md K5): fail at trace time with
+    # A None gradient means a variable is off the loss path: fail at trace time with
     # the variable names instead of letting Keras warn and silently skip it.
     missing = [v.path for g, v in zip(grads, variables) if g is None]
     if missing:

@@ -1,4 +1,4 @@
-"""ACGAN (Odena et al.), the exact TF2 architecture of MODELS.md 4.7.
+"""ACGAN (Odena et al. 2017), the architecture of Keras-GAN's acgan.py in TF2.
 
 G: ``z * Embedding(num_classes, 100)(label)`` -> Dense 1568 ReLU -> 7x7x32 -> conv 64 / up / conv 128
 / up / conv 64 (each BN 0.8 + ReLU) -> conv 1 tanh. D: conv 32/64/128 stride 2 (BN 0.8, LeakyReLU)
@@ -63,4 +63,4 @@ class ACGan(ConvFamily):
         return ACGANModel(generator, discriminator, params["latent_dim"], num_classes, class_loss_weight=params["class_loss_weight"])
 
 
-MODELS.register("acgan", description="auxiliary-classifier GAN: D predicts the class (MODELS.md 4.7, 422,100 params on MNIST)", schema=SCHEMA)(ACGan())
+MODELS.register("acgan", description="auxiliary-classifier GAN: D predicts the class (Odena et al. 2017; 422,100 params on MNIST)", schema=SCHEMA)(ACGan())

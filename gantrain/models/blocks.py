@@ -1,7 +1,7 @@
 """Network pieces shared by several families, so each family file only says how it differs.
 
-- ``mlp_generator`` / ``mlp_discriminator``: the MLP GAN's stacks (MODELS.md 4.1).
-- ``upsampling_generator`` / ``conv_trunk``: the ACGAN convolutional G and D body (MODELS.md 4.7),
+- ``mlp_generator`` / ``mlp_discriminator``: the MLP GAN's stacks (Keras-GAN's gan.py).
+- ``upsampling_generator`` / ``conv_trunk``: the ACGAN convolutional G and D body (Keras-GAN's acgan.py),
   which CDCGAN, ACGAN, SGAN and InfoGAN share. The generator makes H x W from an (H/4, W/4)
   base with two UpSampling2D steps, so the image sides must be multiples of 4.
 """

@@ -1,6 +1,6 @@
 """Conditional DCGAN: CGAN's multiplicative label fusion with the ACGAN convolutional G and D body.
 
-G: ``z * Embedding(num_classes, latent_dim)(label)`` -> upsampling conv generator (MODELS.md 4.7).
+G: ``z * Embedding(num_classes, latent_dim)(label)`` -> upsampling conv generator (the ACGAN body, see acgan.py).
 D: ``image * reshape(Embedding(num_classes, H*W*C)(label))`` -> stride-2 conv trunk -> Dense(1).
 """
 

@@ -1,4 +1,4 @@
-"""CGAN: the MLP GAN conditioned on a class label by multiplication (MODELS.md 4.5).
+"""CGAN: the MLP GAN conditioned on a class label by multiplication (Mirza & Osindero 2014; Keras-GAN's cgan.py).
 
 G: ``z * Embedding(num_classes, latent_dim)(label)`` -> the MLP GAN generator.
 D: ``flatten(image) * Embedding(num_classes, H*W*C)(label)`` -> the MLP GAN discriminator.

@@ -1,7 +1,7 @@
 """The label-conditioned GANModel shared by CGAN, CDCGAN and ACGAN.
 
 Fake labels are drawn uniformly over the classes; G receives ``[z, labels]``. Label fusion is by
-multiplication (MODELS.md 4.5): an embedding of the label, the size of what it multiplies, keeps
+multiplication (Mirza & Osindero 2014): an embedding of the label, the size of what it multiplies, keeps
 a low-dimensional label from being swamped by the 100-d noise, as concatenation can be.
 """
 

@@ -1,4 +1,4 @@
-"""DCGAN as in the TensorFlow DCGAN tutorial (MODELS.md 4.3), generalised to other sizes.
+"""DCGAN as in the TensorFlow DCGAN tutorial (Radford et al. 2016), generalised to other sizes.
 
 Generator: Dense(s*s*w0, no bias) -> BN -> LeakyReLU -> Reshape -> Conv2DTranspose(w1, stride 1)
 -> then one stride-2 Conv2DTranspose per further width -> a stride-2 Conv2DTranspose to the image

@@ -1,4 +1,4 @@
-"""The MLP GAN of Goodfellow et al. as in Keras-GAN's ``gan.py`` (MODELS.md 4.1).
+"""The MLP GAN of Goodfellow et al. as in Keras-GAN's ``gan.py``.
 
 With the defaults the parameter counts equal the reference: generator 1,493,520
 (1,489,936 trainable), discriminator 533,505. D outputs a logit; the reference's final sigmoid

@@ -1,8 +1,8 @@
 """InfoGAN (Chen et al. 2016): structured latent codes whose mutual information with G's output is maximised.
 
 Latent: noise ``z`` (62-d for MNIST), one categorical code with ``categories`` values (one-hot) and
-``continuous_codes`` codes ~ U(-1, 1), concatenated into G (the convolutional generator of
-MODELS.md 4.7). A Q head shares D's convolutional trunk and predicts the codes of a fake image:
+``continuous_codes`` codes ~ U(-1, 1), concatenated into G (ACGAN's convolutional generator,
+see acgan.py). A Q head shares D's convolutional trunk and predicts the codes of a fake image:
 categorical logits and the means of a fixed-variance Gaussian for the continuous codes.
 
 The mutual-information lower bound becomes ``info_weight * (CE(categorical) + continuous_weight *
