@@ -6,6 +6,7 @@ Every command turns a :class:`UserError` into one ``error: ...`` line on stderr 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from pathlib import Path
@@ -56,6 +57,9 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except UserError as err:
             typer.echo(f"error: {err}", err=True)
+            # Objects dropped on the way out (a half-restored checkpoint) would log TensorFlow
+            # warnings after the one error line.
+            logging.getLogger("tensorflow").setLevel(logging.ERROR)
             raise typer.Exit(err.exit_code)
 
     return wrapper

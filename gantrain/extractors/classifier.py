@@ -52,6 +52,8 @@ def train_classifier(data_cfg: dict, out: Path, epochs: int, seed: int, batch_si
     from gantrain.classify import test_split_for_data
     from gantrain.data import load_dataset
 
+    # A training command: Keras fit's shuffling and dropout read the global seeds, so they are set
+    # here (unlike build_model, which seeds only what a run owns, see gantrain/seeding.py).
     keras.utils.set_random_seed(seed)
     train = load_dataset(data_cfg, split="train" if "split" in data_cfg else None)
     if train.num_classes < 2:
