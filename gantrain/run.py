@@ -17,6 +17,7 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+from tensorflow.python.framework import config as tf_config  # is/disable_op_determinism: no public API
 
 from gantrain import checkpoint as ckpt_lib
 from gantrain import distribute
@@ -167,8 +168,6 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     else:  # the chief's run directory: read (to resume), never written by this worker
         run_dir, clear = resume or Path(run_dir or Path("runs") / cfg["name"]), False
 
-    if cfg["train"]["deterministic"]:
-        tf.config.experimental.enable_op_determinism()
     source = load_dataset(cfg["data"])
     batch_size, d_steps = cfg["data"]["batch_size"], cfg["train"]["d_steps"]
     distribute.check_batch(strategy, batch_size)
@@ -217,7 +216,7 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     try:
         if clear:
             _clear_run(run_dir)
-        with _without_remapper():
+        with _without_remapper(), _op_determinism(cfg["train"]["deterministic"]):
             _train(cfg, out_dir, run_dir, resume, trainer, source, step, lr_scale, ckpt, progress and chief, evaluation, strategy)
     finally:
         if lock is not None:
@@ -243,6 +242,23 @@ def _without_remapper():
         yield
     finally:
         tf.config.optimizer.set_experimental_options({"remapping": True if previous is None else previous})
+
+
+@contextlib.contextmanager
+def _op_determinism(on: bool):
+    """train.deterministic: TensorFlow op determinism while this run trains, as it was afterwards.
+
+    Left on, it would make every later unseeded random op of the caller's process (a notebook)
+    raise "Random ops require a seed".
+    """
+    if not on or tf_config.is_op_determinism_enabled():
+        yield
+        return
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        tf_config.disable_op_determinism()
 
 
 def _clear_run(run_dir: Path) -> None:

@@ -33,3 +33,15 @@ def test_build_model_is_still_reproducible_from_the_config_seed(mnist_dir):
         np.testing.assert_array_equal(x.numpy(), y.numpy())
     other = build_model(validate({**tiny_config(mnist_dir), "seed": 4}), (28, 28, 1), 0)
     assert not np.array_equal(other.generator.weights[0].numpy(), a.generator.weights[0].numpy())
+
+
+def test_deterministic_fit_leaves_op_determinism_as_it_found_it(tmp_path, mnist_dir):
+    """Left enabled, every later unseeded random op of the caller raised 'Random ops require a seed'."""
+    import gantrain
+    from tensorflow.python.framework import config as tf_config
+
+    assert not tf_config.is_op_determinism_enabled()
+    gantrain.fit(tiny_config(mnist_dir, deterministic=True, steps=1), run_dir=tmp_path / "r", progress=False)
+    assert not tf_config.is_op_determinism_enabled()
+    tf.random.set_seed(None)
+    tf.random.normal([2])  # an unseeded op works again
