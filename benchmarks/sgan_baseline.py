@@ -16,7 +16,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from gantrain.classify import classifier_accuracy, test_split_for
+from gantrain.classify import classifier_accuracy
+from gantrain.data import held_out_split
 from gantrain.config import load_config
 from gantrain.data import load_dataset, make_pipeline
 from gantrain.data.labels import keep_labels_per_class, labeled_subset
@@ -49,7 +50,7 @@ def main() -> None:
         return loss
 
     steps = args.steps or cfg["train"]["steps"]
-    test = test_split_for(cfg)
+    test = held_out_split(cfg["data"])
     t0 = time.perf_counter()
     for i in range(1, steps + 1):
         loss = step()

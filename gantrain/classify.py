@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import tensorflow as tf
 
-from gantrain.data import load_dataset
+from gantrain import checkpoint as ckpt_lib
+from gantrain.config import load_config
+from gantrain.data import check_split, has_splits, load_dataset
+from gantrain.errors import UserError
 from gantrain.models.base import GANModel
-
-
-def test_split_for(cfg: dict):
-    """The held-out split used to report classifier accuracy: 'test' where the loader has one."""
-    return test_split_for_data(cfg["data"])
-
-
-def test_split_for_data(data_cfg: dict):
-    """The loader's test split, or None when it has none (an image folder is one set of images)."""
-    from gantrain.data import has_splits
-
-    return load_dataset(data_cfg, split="test") if has_splits(data_cfg) else None
+from gantrain.rundir import CONFIG, build_model, read_meta
 
 
 def classifier_accuracy(model: GANModel, source, batch: int = 500) -> float:
@@ -32,18 +26,11 @@ def classifier_accuracy(model: GANModel, source, batch: int = 500) -> float:
 
 def run_accuracy(run, split: str, which="latest") -> tuple[float, int, int, str]:
     """(accuracy, image count, checkpoint step, data description) of a run's D classifier on ``split``."""
-    from pathlib import Path
-
-    from gantrain import checkpoint as ckpt_lib
-    from gantrain.config import load_config
-    from gantrain.data import check_split
-    from gantrain.errors import UserError
-    from gantrain.run import build_model, read_meta
 
     check_split(split, "--split")
     prefix = ckpt_lib.find_checkpoint(Path(run), which)
     run_dir = ckpt_lib.run_dir_of(prefix)
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_config(run_dir / CONFIG)
     meta = read_meta(run_dir, cfg)
     model = build_model(cfg, tuple(meta["image_shape"]), meta["num_classes"])
     if not hasattr(model, "classify"):
@@ -51,8 +38,6 @@ def run_accuracy(run, split: str, which="latest") -> tuple[float, int, int, str]
     step = tf.Variable(0, dtype=tf.int64)
     ckpt = ckpt_lib.make_checkpoint(step, discriminator=model.discriminator.variables)
     ckpt_lib.restore(ckpt, prefix, what="discriminator")
-    from gantrain.data import has_splits
-
     if split == "test" and not has_splits(cfg["data"]):
         raise UserError(f"{run}: the run's data ({cfg['data']['loader']} from a folder) has no held-out test split; use --split train (training accuracy)")
     source = load_dataset(cfg["data"], split=split if has_splits(cfg["data"]) else None)

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gantrain.data import check_split
+from gantrain.classify import run_accuracy
+from gantrain.data import check_split, has_splits, held_out_split, load_dataset
+from gantrain.data.image_folder import load_folder
 from gantrain.data.source import ImageSource
 from gantrain.errors import UserError
 from gantrain.extractors import Extractor, default_extractor_name, get_extractor
+from gantrain.sampling import generate, load_model
 from gantrain.metrics import feature_statistics, frechet_distance, inception_score, kernel_inception_distance, precision_recall
 
 METRICS = ("fid", "kid", "is", "pr", "accuracy")
@@ -133,8 +136,6 @@ def conditional_accuracy(model, extractor: Extractor, n: int, seed: int, generat
     ``n // num_classes`` samples per class (at least one); ``class_names`` (default: the run's,
     ``model.class_names``) must equal the classifier's, in order.
     """
-    from gantrain.sampling import generate
-
     if not model.conditional:
         raise UserError("--accuracy measures conditional generation; this model family takes no labels (for sgan it reports D's classifier)")
     if not model.labels_are_classes:
@@ -171,10 +172,6 @@ def evaluate_run(run, metrics, n=DEFAULT_N, split="test", extractor_name=None, w
     ``n`` generated samples against at most ``n`` real ones of ``split`` (a subset drawn with
     ``seed``, or all of a smaller split; ``real_count`` in the report says which).
     """
-    from gantrain.classify import run_accuracy
-    from gantrain.data import has_splits, load_dataset
-    from gantrain.sampling import generate, load_model
-
     check_split(split, "--split")  # before loading a model or data: a typo is one line, not a KeyError
     metrics = check_metrics(metrics)
     if n < 2:
@@ -240,8 +237,6 @@ def evaluate_folders(real_a, real_b, metrics, size: int | None = None, channels:
     Returns:
       the report: results with the protocol (``real_a_count``/``real_b_count`` the counts used).
     """
-    from gantrain.data.image_folder import load_folder
-
     t0 = time.perf_counter()
     metrics = check_metrics(metrics)
     if "accuracy" in metrics:
@@ -315,8 +310,6 @@ class TrainingEvaluator:
     """Metrics during training (the config's ``eval`` section) and the best-checkpoint decision."""
 
     def __init__(self, cfg: dict, model, source: ImageSource):
-        from gantrain.classify import test_split_for
-
         ev = cfg["eval"]
         self.metrics, self.n, self.seed = list(ev["metrics"]), ev["n"], cfg["seed"]
         self.model = model
@@ -326,7 +319,7 @@ class TrainingEvaluator:
         self.class_names = list(source.class_names)
         if "accuracy" in self.metrics:
             check_class_names(self.class_names, self.extractor)  # before training, not at the first evaluation
-        real = (test_split_for(cfg) if ev["split"] == "test" else None) or source
+        real = (held_out_split(cfg["data"]) if ev["split"] == "test" else None) or source
         key = {k: v for k, v in cfg["data"].items() if k not in ("batch_size", "labeled_per_class")}
         self.real_feats = None
         if any(m != "accuracy" for m in self.metrics):
@@ -337,8 +330,6 @@ class TrainingEvaluator:
 
     def __call__(self, generator, step: int) -> dict:
         """{'eval/fid': ..., ...} for the current weights of ``generator``."""
-        from gantrain.sampling import generate
-
         out = {}
         feature_metrics = [m for m in self.metrics if m != "accuracy"]
         if feature_metrics:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import sys
 import tempfile
@@ -21,34 +20,19 @@ from tensorflow.python.framework import config as tf_config  # is/disable_op_det
 
 from gantrain import checkpoint as ckpt_lib
 from gantrain import distribute
-from gantrain.config import dump, load_config, locked_differences, validate
-from gantrain.data import load_dataset
+from gantrain.config import apply_overrides, load_config, validate
+from gantrain.data import held_out_split, load_dataset
 from gantrain.data.labels import keep_labels_per_class
 from gantrain.errors import UserError
+from gantrain.evaluate import TrainingEvaluator
 from gantrain.losses import get_loss
 from gantrain.models.base import GANModel
-from gantrain.models.layers import synchronized_batch_norm
 from gantrain.optimizers import build_optimizer
-from gantrain.registry import MODELS
-from gantrain.runlock import LOCK_NAME, RunLock
-from gantrain.seeding import owned_seed
+from gantrain.runlock import RunLock
 from gantrain.loop import TrainingLoop, apply_lr_scale
+from gantrain.rundir import build_model, clear_run, prepare_run_dir, read_meta, write_config, write_meta
 from gantrain.trainer import GANTrainer, TrainOptions
 
-
-
-def build_model(cfg: dict, image_shape: tuple, num_classes: int, synchronized_bn: bool = False) -> GANModel:
-    """Build the family's networks; ``synchronized_bn``: batch norm uses global-batch statistics
-    across replicas (so a multi-device step normalises exactly like the single-device one)."""
-    # Layers take their dtype policy when they are built; set it for this model only, so a later
-    # model in the same process (a notebook, the tests) is not silently built in mixed precision.
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(cfg["train"]["precision"])
-    try:
-        with synchronized_batch_norm(synchronized_bn), owned_seed(cfg["seed"]):
-            return MODELS.get(cfg["model"]["family"]).build(cfg["model"], image_shape, num_classes)
-    finally:
-        keras.mixed_precision.set_dtype_policy(previous)
 
 
 def resolve_jit(cfg: dict, model: GANModel, strategy: tf.distribute.Strategy) -> bool:
@@ -98,41 +82,6 @@ def check_labels(cfg: dict, model: GANModel, source) -> None:
         )
 
 
-def image_shape_of(cfg: dict) -> tuple:
-    from gantrain.registry import DATASETS
-
-    return tuple(DATASETS.get(cfg["data"]["loader"]).image_shape(cfg["data"]))
-
-
-def prepare_run_dir(cfg: dict, run_dir: Path | None, resume: Path | None, overwrite: bool) -> tuple[Path, bool]:
-    """Decide the run directory and whether an old run must be cleared; deletes nothing itself.
-
-    Returns (directory, clear): ``clear`` is True when --overwrite replaces an existing run, which
-    happens only after everything else has been checked, so a mistake never costs the old run.
-    """
-    if resume is not None:
-        changed = locked_differences(load_config(resume / "config.yaml"), cfg)
-        if changed:
-            raise UserError(f"cannot resume {resume}: these keys fix its networks or its data and noise streams and may not change: "
-                            f"{'; '.join(changed)} (start a new run with --run-dir to train with them)")
-        return resume, False
-    run_dir = run_dir or Path("runs") / cfg["name"]
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--run-dir {run_dir}: is a file, not a directory")
-    if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):  # a lone stale lock is no run
-        is_run = (run_dir / "config.yaml").is_file() or (run_dir / "checkpoints").is_dir()
-        if not overwrite:
-            raise UserError(
-                f"{run_dir} already holds a run; continue it with `gantrain fit --resume {run_dir}`, "
-                f"pick another directory with --run-dir, or pass --overwrite to replace it"
-                if is_run else f"{run_dir} is not empty and is not a gantrain run; choose another --run-dir"
-            )
-        if not is_run:
-            raise UserError(f"--overwrite: {run_dir} is not a gantrain run (no config.yaml or checkpoints/); refusing to delete it")
-        return run_dir, True
-    return run_dir, False
-
-
 def resolve_fit_config(config, overrides, resume: Path | None) -> dict:
     """The config to train with: from the file (or dict), or from the run directory on resume."""
     if resume is None:
@@ -147,8 +96,6 @@ def resolve_fit_config(config, overrides, resume: Path | None) -> dict:
 
 
 def _validate_dict(raw: dict, overrides) -> dict:
-    from gantrain.config import apply_overrides
-
     cfg = validate(apply_overrides(raw, overrides or [], {}))
     cfg["name"] = cfg["name"] or "run"
     return cfg
@@ -215,7 +162,7 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     lock = RunLock(out_dir).acquire() if chief else None
     try:
         if clear:
-            _clear_run(run_dir)
+            clear_run(run_dir)
         with _without_remapper(), _op_determinism(cfg["train"]["deterministic"]):
             _train(cfg, out_dir, run_dir, resume, trainer, source, step, lr_scale, ckpt, progress and chief, evaluation, strategy)
     finally:
@@ -261,14 +208,6 @@ def _op_determinism(on: bool):
         tf_config.disable_op_determinism()
 
 
-def _clear_run(run_dir: Path) -> None:
-    """--overwrite: delete the old run's contents, keeping the lock this process holds."""
-    for entry in run_dir.iterdir():
-        if entry.name == LOCK_NAME:
-            continue
-        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-
-
 def _train(cfg, out_dir, run_dir, resume, trainer, source, step, lr_scale, ckpt, progress, evaluation, strategy) -> None:
     manager = ckpt_lib.manager(ckpt, out_dir / "checkpoints", cfg["log"]["keep_checkpoints"], step)
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints")) if resume is not None else None
@@ -277,42 +216,22 @@ def _train(cfg, out_dir, run_dir, resume, trainer, source, step, lr_scale, ckpt,
     elif resume is not None:
         print(f"note: {run_dir} has no checkpoint yet; starting from step 0", file=sys.stderr)
     apply_lr_scale(cfg, trainer, lr_scale)  # the config's rates (a resumed run may change them) x rollbacks
-    _write_config(out_dir, cfg)
+    write_config(out_dir, cfg)
     write_meta(out_dir, source)
     TrainingLoop(cfg, out_dir, trainer, source, step, manager, lr_scale, progress, evaluation, strategy).run()
 
 
 def prepare_evaluation(cfg: dict, model: GANModel, source) -> dict:
     """The evaluator and held-out split used during training, built (and checked) up front."""
-    from gantrain.classify import test_split_for
-
     out = {"evaluator": None, "accuracy_source": None}
     if getattr(model, "classify", None):
-        out["accuracy_source"] = test_split_for(cfg)
+        out["accuracy_source"] = held_out_split(cfg["data"])
         if out["accuracy_source"] is None:
             print(f"note: {source.description} has no held-out split; D's classifier accuracy is not logged", file=sys.stderr)
     if cfg["eval"]["metrics"]:
-        from gantrain.evaluate import TrainingEvaluator
-
         model.image_shape = source.image_shape
         out["evaluator"] = TrainingEvaluator(cfg, model, source)
     return out
-
-
-def write_meta(run_dir: Path, source) -> None:
-    """What sampling needs from the data without reading it: classes and image shape."""
-    meta = {"image_shape": list(source.image_shape), "num_classes": source.num_classes, "class_names": source.class_names,
-            "num_images": len(source), "num_labeled": int((source.labels >= 0).sum())}
-    tmp = run_dir / ".meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    tmp.replace(run_dir / "meta.json")
-
-
-def read_meta(run_dir: Path, cfg: dict) -> dict:
-    path = run_dir / "meta.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    return {"image_shape": list(image_shape_of(cfg)), "num_classes": 0, "class_names": []}
 
 
 def make_training_checkpoint(trainer: GANTrainer, step: tf.Variable, lr_scale: tf.Variable) -> tf.train.Checkpoint:
@@ -326,9 +245,3 @@ def make_training_checkpoint(trainer: GANTrainer, step: tf.Variable, lr_scale: t
         d_optimizer=trainer.d_optimizer.variables,
         **trainer.extra_state(),
     )
-
-
-def _write_config(run_dir: Path, cfg: dict) -> None:
-    tmp = run_dir / ".config.yaml.tmp"
-    tmp.write_text(dump(cfg), encoding="utf-8")
-    tmp.replace(run_dir / "config.yaml")

@@ -12,36 +12,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from gantrain import checkpoint as ckpt_lib
-from gantrain.config import load_config
 from gantrain.data.source import to_uint8
 from gantrain.errors import UserError
 from gantrain.images import display_scale, make_grid, save_png
 from gantrain.models.base import GANModel
-
-
-def load_model(run: str | Path, which: str | int = "latest") -> tuple[GANModel, dict, int]:
-    """Returns (model with restored generator, config, step) from a run directory or checkpoint prefix."""
-    from gantrain.run import build_model, read_meta
-
-    prefix = ckpt_lib.find_checkpoint(Path(run), which)
-    run_dir = ckpt_lib.run_dir_of(prefix)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise UserError(f"{prefix}: no config.yaml in {run_dir}, so the networks cannot be rebuilt")
-    cfg = load_config(config_path)
-    meta = read_meta(run_dir, cfg)
-    model = build_model(cfg, tuple(meta["image_shape"]), meta["num_classes"])
-    model.class_names = meta.get("class_names", [])
-    model.image_shape = tuple(meta["image_shape"])
-    step = tf.Variable(0, dtype=tf.int64)
-    # With train.ema_decay the averaged weights are what the run is judged by: load those into G.
-    group = "ema_generator" if cfg["train"]["ema_decay"] else "generator"
-    ckpt = ckpt_lib.make_checkpoint(step, **{group: model.generator.variables})
-    ckpt_lib.restore(ckpt, prefix, what="generator")
-    model.weights_source = group
-    model.run_dir = run_dir
-    return model, cfg, int(step.numpy())
+from gantrain.rundir import load_model  # noqa: F401 (gantrain.sampling.load_model is public API)
 
 
 def parse_labels(model: GANModel, label: int | None, labels: str | None, per_class: int | None) -> list[int] | None:

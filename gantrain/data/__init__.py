@@ -27,6 +27,12 @@ def check_data(data_cfg: dict) -> None:
     DATASETS.get(data_cfg["loader"]).check(data_cfg)
 
 
+def held_out_split(data_cfg: dict) -> ImageSource | None:
+    """The loader's test split (held out from training: classifier accuracy, FID), or None when it
+    has none (an image folder is one set of images)."""
+    return load_dataset(data_cfg, split="test") if has_splits(data_cfg) else None
+
+
 def has_splits(data_cfg: dict) -> bool:
     """Whether the loader has a held-out test split for this config (else one set of images)."""
     return DATASETS.get(data_cfg["loader"]).has_splits(data_cfg)

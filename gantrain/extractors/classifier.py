@@ -20,6 +20,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from gantrain.data import held_out_split, load_dataset
 from gantrain.errors import UserError
 
 SHIPPED = Path(__file__).resolve().parent / "weights"
@@ -49,8 +50,6 @@ def sha256(path: Path) -> str:
 
 def train_classifier(data_cfg: dict, out: Path, epochs: int, seed: int, batch_size: int = 128) -> dict:
     """Train on the config's train split, report accuracy on its test split, save weights + JSON."""
-    from gantrain.classify import test_split_for_data
-    from gantrain.data import load_dataset
 
     # A training command: Keras fit's shuffling and dropout read the global seeds, so they are set
     # here (unlike build_model, which seeds only what a run owns, see gantrain/seeding.py).
@@ -58,7 +57,7 @@ def train_classifier(data_cfg: dict, out: Path, epochs: int, seed: int, batch_si
     train = load_dataset(data_cfg, split="train" if "split" in data_cfg else None)
     if train.num_classes < 2:
         raise UserError(f"{train.description}: a classifier needs class labels (class subfolders or a labelled dataset)")
-    test = test_split_for_data(data_cfg) or train
+    test = held_out_split(data_cfg) or train
     model = build_classifier(train.image_shape, train.num_classes)
     trainer = keras.Model(model.input, model.outputs[0])
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])

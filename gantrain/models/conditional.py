@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras import layers
 
 from gantrain.models.base import GANModel
+from gantrain.models.blocks import upsampling_generator
 from gantrain.models.layers import maybe_spectral
 
 
@@ -64,7 +65,5 @@ def label_times_image(image_shape: tuple, num_classes: int, flatten: bool, norm:
 
 def conditional_conv_generator(params: dict, image_shape: tuple, classes: int):
     """``[z, label]`` -> the shared upsampling conv generator fed ``z * label embedding`` (CDCGAN, ACGAN)."""
-    from gantrain.models.blocks import upsampling_generator
-
     z, label, x = label_times_noise(params["latent_dim"], classes)
     return keras.Model([z, label], upsampling_generator(x, image_shape, params), name="generator")
