@@ -33,7 +33,7 @@ def run_accuracy(run, split: str, which="latest") -> tuple[float, int, int, str]
     cfg = load_config(run_dir / CONFIG)
     meta = read_meta(run_dir, cfg)
     model = build_model(cfg, tuple(meta["image_shape"]), meta["num_classes"])
-    if not hasattr(model, "classify"):
+    if not model.can_classify:
         raise UserError(f"{run}: model family {cfg['model']['family']!r} has no classifier head (sgan has)")
     step = tf.Variable(0, dtype=tf.int64)
     ckpt = ckpt_lib.make_checkpoint(step, discriminator=model.discriminator.variables)

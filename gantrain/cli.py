@@ -133,7 +133,7 @@ def sample(
     if traverse is not None:
         if label is not None or labels is not None or per_class is not None:
             raise UserError("--traverse draws its own rows; drop --label/--labels/--per-class")
-        if not hasattr(model, "traversal"):
+        if not model.has_codes:
             raise UserError("--traverse: this run's model family has no latent codes to traverse (InfoGAN has)")
         images, rows = model.traversal(traverse, steps, seed)
     else:
@@ -147,7 +147,7 @@ def sample(
     paths = write_samples(images, out, fmt, rows=rows)
     where = paths[0] if len(paths) == 1 else f"{out}/ ({len(paths)} files)"
     typer.echo(f"wrote {len(images)} images from step {step} to {where}")
-    names = getattr(model, "class_names", [])
+    names = model.class_names
     if rows and traverse is None and names:
         classes = chosen if per_class is None or labels is not None else list(range(model.num_classes))
         typer.echo("rows, top to bottom: " + ", ".join(f"{c}={names[c]}" if c < len(names) else str(c) for c in classes))

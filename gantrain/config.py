@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from gantrain.errors import UserError
-from gantrain.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS
+from gantrain.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, PENALTIES
 from gantrain.schema import Context, Field, Select, resolve
 
 # ---------------------------------------------------------------------------------------------
@@ -267,9 +267,9 @@ def check_penalty(cfg: dict, ctx: Context) -> None:
     """Gradient penalties constrain the critic's gradient at each sample, so the critic must be one
     deterministic function of one sample (Gulrajani et al. 2017, section 4: no batch norm)."""
     penalty, model = cfg["loss"]["penalty"], cfg["model"]
-    if penalty == "none":
+    if penalty == "none" or not PENALTIES.get(penalty).per_sample:
         return
-    what = {"gradient_penalty": "the gradient penalty", "r1": "the R1 penalty"}[penalty]
+    what = {"gradient_penalty": "the gradient penalty", "r1": "the R1 penalty"}.get(penalty, f"the {penalty} penalty")
     if model.get("d_norm") == "batch":
         ctx.fail(("model", "d_norm"), f"{what} is per sample, but batch normalisation in D couples the samples of a batch "
                  "(Gulrajani et al.); set model.d_norm to layer_hwc (WGAN-GP's critic), layer, instance, spectral or none")

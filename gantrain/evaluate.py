@@ -24,10 +24,18 @@ from gantrain.data.source import ImageSource
 from gantrain.errors import UserError
 from gantrain.extractors import Extractor, default_extractor_name, get_extractor
 from gantrain.sampling import generate, load_model
-from gantrain.metrics import feature_statistics, frechet_distance, inception_score, kernel_inception_distance, precision_recall
+import gantrain.metrics  # noqa: F401  (registers the feature metrics in METRICS)
+from gantrain.registry import METRICS
 
-METRICS = ("fid", "kid", "is", "pr", "accuracy")
-LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "accuracy": False}
+ACCURACY = "accuracy"  # conditional accuracy: generated per class, not a function of features
+
+
+def metric_names() -> list[str]:
+    return [*METRICS.names(), ACCURACY]
+
+
+def lower_is_better(metric: str) -> bool | None:
+    return False if metric == ACCURACY else METRICS.get(metric).lower_is_better
 DEFAULT_N = 10000  # generated samples, and at most this many real images (per folder), when n is not given
 INCEPTION_SIZE = 299  # folder images for extractors without a fixed input shape
 
@@ -92,21 +100,7 @@ def real_features(source: ImageSource, key: dict, n: int, extractor: Extractor, 
 
 def score(metrics, real_feats, fake_feats, fake_probs, seed: int = 0) -> dict:
     """{metric: value or {mean, std} / {precision, recall}} for the requested feature metrics."""
-    out = {}
-    if "fid" in metrics:
-        out["fid"] = frechet_distance(*feature_statistics(real_feats), *feature_statistics(fake_feats))
-    if "kid" in metrics:
-        mean, std = kernel_inception_distance(real_feats, fake_feats, seed=seed)
-        out["kid"] = {"mean": mean, "std": std}
-    if "is" in metrics:
-        if fake_probs is None:
-            raise UserError("--is needs an extractor with class probabilities")
-        mean, std = inception_score(fake_probs, seed=seed)  # splits over a seeded shuffle
-        out["is"] = {"mean": mean, "std": std}
-    if "pr" in metrics:
-        precision, recall = precision_recall(real_feats, fake_feats, k=3)
-        out["pr"] = {"precision": precision, "recall": recall}
-    return out
+    return {m: METRICS.get(m)(real_feats, fake_feats, fake_probs, seed) for m in metrics}
 
 
 def check_class_names(run_names, extractor: Extractor) -> None:
@@ -142,7 +136,7 @@ def conditional_accuracy(model, extractor: Extractor, n: int, seed: int, generat
         raise UserError("--accuracy: this family's categorical code is unsupervised, so code k need not be class k; accuracy would be meaningless")
     if not extractor.has_probs:
         raise UserError(f"--accuracy needs a classifier extractor, {extractor.name!r} has no class probabilities")
-    check_class_names(getattr(model, "class_names", None) if class_names is None else class_names, extractor)
+    check_class_names(model.class_names if class_names is None else class_names, extractor)
     per_class = max(1, n // model.num_classes)
     labels = np.repeat(np.arange(model.num_classes), per_class)
     images = generate(model, len(labels), seed, labels.tolist(), generator=generator)
@@ -160,9 +154,9 @@ def resolve_extractor(name: str | None, weights: str | None, loader: str, image_
 
 
 def check_metrics(metrics) -> list[str]:
-    unknown = [m for m in metrics if m not in METRICS]
+    unknown = [m for m in metrics if m not in metric_names()]
     if unknown or not metrics:
-        raise UserError(f"metric {unknown[0] if unknown else '(none)'!r}: valid metrics are {', '.join(METRICS)}")
+        raise UserError(f"metric {unknown[0] if unknown else '(none)'!r}: valid metrics are {', '.join(metric_names())}")
     return list(metrics)
 
 
@@ -182,7 +176,7 @@ def evaluate_run(run, metrics, n=DEFAULT_N, split="test", extractor_name=None, w
     has_split = has_splits(data_cfg)
     base = {"run": str(run), "run_dir": str(model.run_dir), "checkpoint": str(which), "checkpoint_step": step, "generator_weights": model.weights_source, "seed": seed, "results": []}
     feature_metrics = [m for m in metrics if m != "accuracy"]
-    if "accuracy" in metrics and hasattr(model, "classify"):
+    if "accuracy" in metrics and model.can_classify:
         acc, count, _, desc = run_accuracy(run, split if has_split else "train", which)
         base["results"].append({"metric": "accuracy", "value": acc, "what": "D's classifier on real images", "real_split": desc, "real_count": count})
         metrics = feature_metrics
@@ -325,7 +319,7 @@ class TrainingEvaluator:
         if any(m != "accuracy" for m in self.metrics):
             self.real_feats, _, _ = real_features(real, {**key, "split": ev["split"]}, self.n, self.extractor, seed=self.seed)
         first = self.metrics[0]
-        self.lower_is_better = LOWER_IS_BETTER[first]
+        self.lower_is_better = lower_is_better(first)
         self.best = None
 
     def __call__(self, generator, step: int) -> dict:
@@ -335,7 +329,7 @@ class TrainingEvaluator:
         if feature_metrics:
             fake_feats, fake_probs = self.extractor(generate(self.model, self.n, self.seed, generator=generator))
             for metric, value in score(feature_metrics, self.real_feats, fake_feats, fake_probs, self.seed).items():
-                out[f"eval/{metric}"] = value["mean"] if isinstance(value, dict) else value
+                out[f"eval/{metric}"] = METRICS.get(metric).scalar(value)
         if "accuracy" in self.metrics:
             out["eval/accuracy"] = conditional_accuracy(self.model, self.extractor, self.n, self.seed, generator=generator,
                                                         class_names=self.class_names)["overall"]

@@ -22,7 +22,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from gantrain.registry import LOSSES
+from gantrain.registry import LOSSES, PENALTIES
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,26 @@ def r1_penalty(critic: Callable[[tf.Tensor], tf.Tensor], real_images) -> tf.Tens
         scores = critic(x)
     grads = tf.reshape(tape.gradient(scores, x), [tf.shape(x)[0], -1])
     return 0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=1))
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """A regulariser of D the trainer adds to D's loss: ``compute(critic, real, fake, uniform)``.
+
+    ``critic`` maps images to D's logits; ``uniform(images)`` draws one U(0, 1) number per sample
+    (from the trainer's stateless, replica-aware stream). ``per_sample``: the penalty constrains
+    D's gradient at each sample, so D must treat the samples of a batch independently (the config
+    refuses batch norm, minibatch discrimination and dropout in D with it).
+    """
+
+    compute: Callable
+    per_sample: bool = True
+
+
+PENALTIES.register("gradient_penalty", description="WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)|| - 1)^2 on real/fake interpolates")(
+    Penalty(lambda critic, real, fake, uniform: gradient_penalty(critic, real, fake, uniform(real))))
+PENALTIES.register("r1", description="R1 (Mescheder et al. 2018): ||grad D(x)||^2 / 2 on real images")(
+    Penalty(lambda critic, real, fake, uniform: r1_penalty(critic, real)))
 
 
 def feature_matching_loss(real_features, fake_features) -> tf.Tensor:

@@ -1,6 +1,6 @@
 """One small registry mechanism for every pluggable component.
 
-Model families, datasets, losses and optimizers each get one :class:`Registry` instance. Entries
+Model families, datasets, losses, penalties, optimizers, metrics and extractors each get one :class:`Registry` instance. Entries
 are registered with a decorator next to their implementation, carry a one-line description (used
 by ``gantrain list``) and optionally the schema of their own config parameters. An unknown name
 raises a :class:`UserError` listing the valid ones.
@@ -69,4 +69,5 @@ DATASETS = Registry("dataset")
 LOSSES = Registry("loss")
 OPTIMIZERS = Registry("optimizer")
 METRICS = Registry("metric")
+PENALTIES = Registry("penalty")
 EXTRACTORS = Registry("feature extractor")

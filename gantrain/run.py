@@ -224,7 +224,7 @@ def _train(cfg, out_dir, run_dir, resume, trainer, source, step, lr_scale, ckpt,
 def prepare_evaluation(cfg: dict, model: GANModel, source) -> dict:
     """The evaluator and held-out split used during training, built (and checked) up front."""
     out = {"evaluator": None, "accuracy_source": None}
-    if getattr(model, "classify", None):
+    if model.can_classify:
         out["accuracy_source"] = held_out_split(cfg["data"])
         if out["accuracy_source"] is None:
             print(f"note: {source.description} has no held-out split; D's classifier accuracy is not logged", file=sys.stderr)

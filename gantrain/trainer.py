@@ -21,6 +21,7 @@ from gantrain.augment import diff_augment
 from gantrain.averaging import EMAGenerator, HistoricalAverage
 from gantrain.distribute import num_replicas, replica_seed, replica_slice
 from gantrain.losses import LossPair
+from gantrain.registry import PENALTIES
 from gantrain.models.base import GANModel
 
 
@@ -28,7 +29,7 @@ from gantrain.models.base import GANModel
 class TrainOptions:
     d_steps: int = 1
     jit_compile: bool = False
-    penalty: str = "none"  # none | gradient_penalty | r1
+    penalty: str = "none"  # none, or a name in PENALTIES
     penalty_weight: float = 10.0
     real_target: float = 1.0  # label smoothing: one-sided = 0.9
     fake_target: float = 0.0
@@ -143,15 +144,12 @@ class GANTrainer:
 
     def _penalty(self, real_images, fake_images, labels, seed):
         o = self.options
-        if o.penalty == "gradient_penalty":
-            # Drawn for the global batch and sliced: the same interpolates on any number of replicas.
-            alpha = replica_slice(_global_uniform(seed, [tf.shape(real_images)[0] * num_replicas()], 1.0))
-            critic = lambda x: self.model.discriminate(x, labels, training=True)["logits"]  # noqa: E731
-            return o.penalty_weight * losses.gradient_penalty(critic, real_images, fake_images, alpha)
-        if o.penalty == "r1":
-            critic = lambda x: self.model.discriminate(x, labels, training=True)["logits"]  # noqa: E731
-            return o.penalty_weight * losses.r1_penalty(critic, real_images)
-        return None
+        if o.penalty == "none":
+            return None
+        critic = lambda x: self.model.discriminate(x, labels, training=True)["logits"]  # noqa: E731
+        # Drawn for the global batch and sliced: the same interpolates on any number of replicas.
+        uniform = lambda x: replica_slice(_global_uniform(seed, [tf.shape(x)[0] * num_replicas()], 1.0))  # noqa: E731
+        return o.penalty_weight * PENALTIES.get(o.penalty).compute(critic, real_images, fake_images, uniform)
 
     # -- updates ----------------------------------------------------------------------------------
     # -- losses (inside a tape) ------------------------------------------------------------------

@@ -99,3 +99,49 @@ def test_empty_registry():
     assert r.entries() == []
     with pytest.raises(UserError, match="unknown widget 'x'"):
         r.get("x")
+
+
+def test_metrics_are_a_registry_and_the_config_offers_the_ones_with_a_direction():
+    """Adding a feature metric is one function and its registration (issue 13); evaluate looks them up."""
+    import numpy as np
+
+    from gantrain.config import SCHEMA
+    from gantrain.evaluate import metric_names, score
+    from gantrain.metrics import frechet_distance, feature_statistics
+    from gantrain.registry import METRICS
+
+    assert {"fid", "kid", "is", "pr"} <= set(METRICS.names()) and metric_names()[-1] == "accuracy"
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(200, 4)), rng.normal(size=(200, 4)) + 1
+    assert score(["fid"], real, fake, None)["fid"] == frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+    directed = [m for m in METRICS.names() if METRICS.get(m).lower_is_better is not None]
+    assert set(SCHEMA["eval"]["metrics"].choices) == {*directed, "accuracy"}
+
+
+def test_penalties_are_a_registry():
+    from gantrain.config import SCHEMA
+    from gantrain.registry import PENALTIES
+
+    assert set(PENALTIES.names()) == {"gradient_penalty", "r1"}
+    assert SCHEMA["loss"].common["penalty"].choices == ("none", *PENALTIES.names())
+    assert all(PENALTIES.get(name).per_sample for name in PENALTIES.names())
+
+
+def test_family_capabilities_are_declared():
+    """The CLI, eval and fit read declared capabilities (can_classify, has_codes), never hasattr."""
+    from gantrain.config import validate
+    from gantrain.registry import MODELS
+    from gantrain.rundir import build_model
+
+    for family in MODELS.names():
+        cfg = validate({"model": {"family": family}, "data": {"loader": "mnist"}})
+        model = build_model(cfg, (28, 28, 1), 10)
+        assert model.can_classify == callable(getattr(model, "classify", None)), family
+        assert model.has_codes == callable(getattr(model, "traversal", None)), family
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "gantrain"
+    probes = [f"{p.name}:{n.lineno}" for p in package.rglob("*.py") if p.parent.name != "models"
+              for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "hasattr"]
+    assert probes == []

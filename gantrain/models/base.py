@@ -24,6 +24,9 @@ class GANModel:
     labels_are_classes = True  # False when the "label" is an unsupervised code (InfoGAN)
     needs_labels = False  # True when training needs a labelled dataset
     uses_labeled_stream = False  # True when the D loss needs a separate stream of labelled batches
+    can_classify = False  # True when D has a class head for real images (classify(images) -> logits; sgan)
+    has_codes = False  # True when G has latent codes to traverse (traversal(code, steps, seed); infogan)
+    class_names: list = []  # set from the run's meta.json when a trained model is loaded
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int, num_classes: int = 0):
         self.generator = generator  # latent inputs -> images (batch, H, W, C) in [-1, 1]

@@ -39,6 +39,7 @@ SCHEMA = {
 class InfoGANModel(GANModel):
     conditional = True  # --label picks the categorical code
     labels_are_classes = False  # ... which is unsupervised: code k need not be digit k
+    has_codes = True
 
     def __init__(self, generator, discriminator, latent_dim, categories, continuous, info_weight, continuous_weight):
         super().__init__(generator, discriminator, latent_dim, categories)

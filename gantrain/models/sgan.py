@@ -40,6 +40,7 @@ SCHEMA = {
 class SGANModel(GANModel):
     needs_labels = True
     uses_labeled_stream = True
+    can_classify = True
 
     def __init__(self, *args, supervised_weight: float):
         super().__init__(*args)
