@@ -494,7 +494,7 @@ def test_folder_eval_n_means_n_through_the_cli(stand_in, monkeypatch):
         images = np.random.default_rng(count).integers(0, 256, (count, *size, channels), dtype=np.uint8)
         return ImageSource(images, np.full(count, -1, np.int32), [], f"{root} ({count} images)")
 
-    monkeypatch.setattr("gantrain.data.image_folder.load_folder", fake_folder)
+    monkeypatch.setattr("gantrain.evaluate.load_folder", fake_folder)  # where eval looks it up
     base = ["eval", "--real-a", "/x/big", "--fid", "--size", "8", "--channels", "1", "--no-cache"]
     default = runner.invoke(app, base + ["--real-b", "/x/big"])  # --n left at its default, 10,000
     assert default.exit_code == 0, default.output
