@@ -2,8 +2,8 @@
 
 Two ``fit`` processes on one directory (two terminals, or a scheduler restarting a job whose old
 process is still alive) would interleave their checkpoints and duplicate metrics. The lock file
-holds the owner's host, process id and that process's start time, written atomically with
-O_CREAT | O_EXCL, so exactly one of two racing processes creates it. A lock is stale, and is taken
+holds the owner's host, process id and that process's start time; it is written aside and published
+whole by a hard link that fails when a lock exists, so exactly one of two racing processes creates it. A lock is stale, and is taken
 over, when:
 
 * its host is this machine and its process is gone (or the pid now belongs to another process:
@@ -70,25 +70,41 @@ class RunLock:
 
     # -- acquiring --------------------------------------------------------------------------------
     def acquire(self) -> "RunLock":
-        for _ in range(3):  # a lost race for a stale lock: look again
+        for _ in range(20):  # a lost race for a stale lock, or another takeover in progress: look again
+            if self._create():
+                self._thread = threading.Thread(target=self._heartbeat, name="gantrain-run-lock", daemon=True)
+                self._thread.start()
+                return self
+            owner = self._read()
+            reason = self._stale_reason(owner)
+            if reason is None:
+                raise UserError(
+                    f"{self.path.parent} is being trained by {_describe(owner)}; one process writes a run at a time. "
+                    f"Wait for it to finish or stop it (a lock whose process is gone is taken over automatically; {self.path})"
+                )
+            self._take_over(owner, reason)
+        raise UserError(f"{self.path}: could not take the run lock (other processes keep taking it over); try again")
+
+    def _create(self) -> bool:
+        """Publish a complete lock file atomically: written aside, then hard-linked into place (the
+        link fails if a lock exists), so no reader ever sees a half-written one."""
+        tmp = self.path.with_name(f"{LOCK_NAME}.{self.me['pid']}.tmp")
+        try:
+            tmp.write_text(json.dumps(self.me), encoding="utf-8")
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: exclusive create, then write
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                owner = self._read()
-                reason = self._stale_reason(owner)
-                if reason is None:
-                    raise UserError(
-                        f"{self.path.parent} is being trained by {_describe(owner)}; one process writes a run at a time. "
-                        f"Wait for it to finish or stop it (a lock whose process is gone is taken over automatically; {self.path})"
-                    ) from None
-                self._take_over(reason)
-                continue
+                return False
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(self.me, f)
-            self._thread = threading.Thread(target=self._heartbeat, name="gantrain-run-lock", daemon=True)
-            self._thread.start()
-            return self
-        raise UserError(f"{self.path}: could not take the run lock (another process keeps replacing it)")
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _read(self) -> dict:
         try:
@@ -112,16 +128,33 @@ class RunLock:
             return f"not refreshed for {age:.0f} s (GANTRAIN_LOCK_STALE_SECONDS={stale_after():.0f})"
         return None
 
-    def _take_over(self, reason: str) -> None:
-        # rename is atomic: of two processes taking over the same stale lock, one succeeds and the
-        # other finds the file gone and goes back to the exclusive create.
-        aside = self.path.with_name(f"{LOCK_NAME}.stale.{self.me['pid']}")
+    def _take_over(self, stale: dict, reason: str) -> None:
+        """Remove the stale lock ``stale``, and only that one.
+
+        Two processes may judge the same lock stale; between one's judgement and its removal the
+        other may already have replaced the lock with its own, fresh one. Takeovers therefore run
+        one at a time under a guard file (O_EXCL), and re-read the lock under it: if it is no longer
+        the one judged stale, nothing is removed and the caller looks again.
+        """
+        guard = self.path.with_name(f"{LOCK_NAME}.takeover")
         try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
+            fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:  # a guard left by a process that died mid-takeover would block every later one
+                if time.time() - guard.stat().st_mtime > 30:
+                    guard.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+            time.sleep(0.2)
             return
-        aside.unlink(missing_ok=True)
-        print(f"note: took over the stale lock of {self.path.parent} ({reason})", file=sys.stderr, flush=True)
+        try:
+            if self._read() != stale:
+                return
+            self.path.unlink(missing_ok=True)
+            print(f"note: took over the stale lock of {self.path.parent} ({reason})", file=sys.stderr, flush=True)
+        finally:
+            os.close(fd)
+            guard.unlink(missing_ok=True)
 
     # -- holding ----------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
@@ -135,7 +168,7 @@ class RunLock:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._read().get("pid") == self.me["pid"]:  # never delete a lock someone else now holds
+        if self._read() == self.me:  # never delete a lock someone else now holds (same pid on another host included)
             self.path.unlink(missing_ok=True)
 
     def __enter__(self):

@@ -118,3 +118,48 @@ def test_release_never_deletes_a_lock_someone_else_holds(tmp_path):
     _write_lock(tmp_path, pid=os.getppid())  # e.g. taken over after this process was presumed dead
     lock.release()
     assert _lock_pid(tmp_path) == os.getppid()
+
+
+def test_a_takeover_never_removes_a_lock_taken_since_it_was_judged_stale(tmp_path):
+    """Two restarts after a crash: both judge the dead process's lock stale; the one that looks second
+    must not delete the lock the first has just taken."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _write_lock(tmp_path, pid=dead.pid)
+    late, early = RunLock(tmp_path), RunLock(tmp_path)
+    judged = late._read()
+    assert late._stale_reason(judged) is not None
+    early.acquire()  # takes the stale lock over and holds it
+    late._take_over(judged, "judged stale before the other took it")
+    assert json.loads((tmp_path / LOCK_NAME).read_text()) == early.me
+    with pytest.raises(UserError, match="is being trained by"):
+        late.acquire()
+    early.release()
+
+
+def test_the_holder_refreshes_its_lock(tmp_path, monkeypatch):
+    import gantrain.runlock
+
+    monkeypatch.setattr(gantrain.runlock, "HEARTBEAT_SECONDS", 0.05)
+    lock = RunLock(tmp_path).acquire()
+    old = time.time() - 1000
+    os.utime(tmp_path / LOCK_NAME, (old, old))
+    time.sleep(0.5)
+    assert time.time() - (tmp_path / LOCK_NAME).stat().st_mtime < 5  # other hosts see it alive
+    lock.release()
+
+
+def test_overwrite_never_clears_a_run_being_trained(tmp_path, mnist_dir):
+    from typer.testing import CliRunner
+
+    import gantrain
+    from gantrain.cli import app
+
+    run = gantrain.fit(tiny_config(mnist_dir, steps=1), run_dir=tmp_path / "run", progress=False)
+    _write_lock(run, pid=os.getppid())  # a live process holds it
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(mnist_dir, steps=1)))
+    result = CliRunner().invoke(app, ["fit", str(config), "--run-dir", str(run), "--overwrite"])
+    assert result.exit_code == 2 and "is being trained by" in result.output, result.output
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
