@@ -158,9 +158,11 @@ class TrainingLoop:
                         sums, count, t_last, images = {}, 0, now, 0
                     if self._due(s, "sample_every"):
                         self._grid(s)
-                    if (self._due(s, "checkpoint_every") or interrupt.signum is not None) and not self._weights_finite():
+                    eval_due = self.evaluator is not None and (s % self.cfg["eval"]["every"] == 0 or s == self.total)
+                    if (self._due(s, "checkpoint_every") or eval_due or interrupt.signum is not None) and not self._weights_finite():
                         # A finite loss can still leave non-finite weights (an infinite gradient
-                        # step): such weights are never saved; roll back like a non-finite loss.
+                        # step): such weights are never evaluated or saved; roll back like a
+                        # non-finite loss.
                         self._on_non_finite(f"step {s}", "a weight", float("nan"))
                         iterator, labeled = self._iterators()
                         sums, count, t_last, images = {}, 0, time.perf_counter(), 0
@@ -170,7 +172,7 @@ class TrainingLoop:
                     if self._due(s, "checkpoint_every"):
                         self._save(s)
                         self._classifier_accuracy(s)
-                    if self.evaluator is not None and (s % self.cfg["eval"]["every"] == 0 or s == self.total):
+                    if eval_due:
                         self._evaluate(s)
                     if interrupt.signum is not None:
                         self._save(s)

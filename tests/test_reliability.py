@@ -175,6 +175,21 @@ def test_rollback_also_covers_finite_losses_with_non_finite_weights(tmp_path, mn
     assert latest == 6 and _assert_loads(run) == 6
 
 
+def test_rollback_when_an_evaluation_is_the_first_to_see_non_finite_weights(tmp_path, mnist_dir, monkeypatch):
+    """Found in review: with eval.every off the checkpoint cadence, the evaluation (and its best-checkpoint save)
+    met the NaN weights first and stopped the run."""
+    _poison_weights_after_step(monkeypatch, 6)
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_config(mnist_dir, steps=8, steps_per_call=1, on_nan="rollback")
+    cfg["log"] = {"every": 1, "sample_every": 100, "checkpoint_every": 4, "num_samples": 4}
+    cfg["eval"] = {"metrics": ["fid"], "every": 3, "n": 100}
+    run = gantrain.fit(cfg, run_dir=tmp_path / "ev", progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "d_loss" in r] == [1, 2, 3, 4, 5, 6, 7, 8]  # 5-6 rolled back to ckpt-4, retrained
+    assert [r["step"] for r in rows if "eval/fid" in r] == [3, 6, 8] and all(np.isfinite(r["eval/fid"]) for r in rows if "eval/fid" in r)
+    assert _published(run)[0] == 8
+
+
 def test_stop_policy_names_non_finite_weights(tmp_path, mnist_dir, monkeypatch):
     _poison_weights_after_step(monkeypatch, 4)
     cfg = tiny_config(mnist_dir, steps_per_call=1)
