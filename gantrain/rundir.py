@@ -95,7 +95,7 @@ def prepare_run_dir(cfg: dict, run_dir: Path | None, resume: Path | None, overwr
     run_dir = run_dir or Path("runs") / cfg["name"]
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--run-dir {run_dir}: is a file, not a directory")
-    if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):  # a lone stale lock is no run
+    if run_dir.exists() and any(not p.name.startswith(LOCK_NAME) for p in run_dir.iterdir()):  # a lone stale lock (or its temp file) is no run
         is_run = (run_dir / CONFIG).is_file() or (run_dir / CHECKPOINTS).is_dir()
         if not overwrite:
             raise UserError(
