@@ -46,7 +46,7 @@ def main() -> None:
         trainer = GANTrainer(model, *build_optimizers(cfg), get_loss(cfg["loss"]["name"]), a.batch, 0, options=TrainOptions.from_config(cfg))
         it = iter(make_pipeline(source, a.batch, 0))
         G, D, loss = model.generator, model.discriminator, trainer.loss
-        images = next(it)[0]
+        images = next(it)["image"]
 
         def grads():
             z = tf.random.normal([a.batch, model.latent_dim])

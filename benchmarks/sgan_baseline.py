@@ -43,7 +43,8 @@ def main() -> None:
 
     @tf.function
     def step():
-        images, labels = next(it)
+        batch_ = next(it)
+        images, labels = batch_["image"], batch_["label"]
         with tf.GradientTape() as tape:
             loss = class_cross_entropy(labels, D(images, training=True))
         opt.apply(tape.gradient(loss, D.trainable_variables), D.trainable_variables)

@@ -186,10 +186,13 @@ def validate(
       gantrain validate configs/dcgan_mnist.yaml --set train.steps=2000
     """
     from gantrain.config import dump, load_config
-    from gantrain.data import check_data
+    from gantrain.data import check_data, require_roles
+    from gantrain.registry import MODELS
 
     cfg = load_config(config, set_)
-    check_data(cfg["data"])  # the files it names exist (fit would fail on them later)
+    provided = check_data(cfg["data"])  # the files it names exist (fit would fail on them later) ...
+    family = cfg["model"]["family"]
+    require_roles(MODELS.get(family).roles, provided, family, f"data.loader {cfg['data']['loader']!r}")  # ... and hold what the family reads
     typer.echo(dump(cfg), nl=False)
 
 

@@ -166,7 +166,7 @@ def distribute_pipeline(strategy: tf.distribute.Strategy, make_global, global_ba
         start = ctx.input_pipeline_id * per_worker
         ds = make_global()
         if ctx.num_input_pipelines > 1:
-            ds = ds.map(lambda x, y: (x[start:start + per_worker], y[start:start + per_worker]))
+            ds = ds.map(lambda batch: {role: t[start:start + per_worker] for role, t in batch.items()})
         return ds.rebatch(per_replica, drop_remainder=True) if per_replica != per_worker else ds
 
     return strategy.distribute_datasets_from_function(dataset_fn)

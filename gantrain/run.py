@@ -21,13 +21,14 @@ from tensorflow.python.framework import config as tf_config  # is/disable_op_det
 from gantrain import checkpoint as ckpt_lib
 from gantrain import distribute
 from gantrain.config import apply_overrides, load_config, validate
-from gantrain.data import held_out_split, load_dataset
+from gantrain.data import held_out_split, load_dataset, require_roles
 from gantrain.data.labels import keep_labels_per_class
 from gantrain.errors import UserError
 from gantrain.evaluate import TrainingEvaluator
 from gantrain.losses import get_loss
 from gantrain.models.base import GANModel
 from gantrain.optimizers import build_optimizer
+from gantrain.registry import MODELS
 from gantrain.runlock import RunLock
 from gantrain.loop import TrainingLoop, apply_lr_scale
 from gantrain.rundir import build_model, clear_run, prepare_run_dir, read_meta, write_config, write_meta
@@ -72,14 +73,6 @@ def build_optimizers(cfg: dict):
     if cfg["train"]["precision"] == "mixed_float16":
         g, d = keras.optimizers.LossScaleOptimizer(g), keras.optimizers.LossScaleOptimizer(d)
     return g, d
-
-
-def check_labels(cfg: dict, model: GANModel, source) -> None:
-    if model.needs_labels and source.num_classes < 2:
-        raise UserError(
-            f"model.family {cfg['model']['family']!r} needs class labels, but {source.description} has none "
-            f"(use mnist, fashion_mnist, cifar10, or an image_folder with one subfolder per class)"
-        )
 
 
 def resolve_fit_config(config, overrides, resume: Path | None) -> dict:
@@ -128,7 +121,7 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     with strategy.scope():  # the trainer's noise generator, created later, stays outside it on purpose
         model = build_model(cfg, source.image_shape, source.num_classes, synchronized_bn=strategy.num_replicas_in_sync > 1)
         optimizers = build_optimizers(cfg)
-    check_labels(cfg, model, source)
+    require_roles(MODELS.get(cfg["model"]["family"]).roles, source.roles, cfg["model"]["family"], source.description)
     if cfg["data"]["labeled_per_class"] is not None and not model.uses_labeled_stream:
         raise UserError(f"data.labeled_per_class: only semi-supervised families use it (sgan), not {cfg['model']['family']!r}")
     if resume is not None:

@@ -284,16 +284,16 @@ class GANTrainer:
         """
         run = self.strategy.run
         if self.options.simultaneous:
-            real_images, labels = next(iterator)
-            extra = (next(labeled_iterator),) if labeled_iterator is not None else ()
+            real_images, labels = _image_and_label(next(iterator))
+            extra = (_image_and_label(next(labeled_iterator)),) if labeled_iterator is not None else ()
             latent = self.model.sample_latent(self.rng, self.batch_size)
             metrics = run(self._joint_update, args=(real_images, labels, latent, self.rng.make_seeds(1)[:, 0], *extra))
             self._after_d()
             self._after_g()
             return self._mean_over_replicas(metrics)
         for _ in range(self.d_steps):  # unrolled at trace time: d_steps is a small constant
-            real_images, labels = next(iterator)
-            extra = (next(labeled_iterator),) if labeled_iterator is not None else ()
+            real_images, labels = _image_and_label(next(iterator))
+            extra = (_image_and_label(next(labeled_iterator)),) if labeled_iterator is not None else ()
             latent = self.model.sample_latent(self.rng, self.batch_size)
             metrics = run(self._d_update, args=(real_images, labels, latent, self.rng.make_seeds(1)[:, 0], *extra))
             self._after_d()
@@ -320,6 +320,11 @@ class GANTrainer:
             metrics = self._train_step_eager(iterator, labeled_iterator)
             sums = {key: sums[key] + metrics[key] for key in sums}
         return sums
+
+
+def _image_and_label(batch: dict):
+    """The roles the one-generator/one-discriminator step reads from a batch (data/source.py)."""
+    return batch["image"], batch["label"]
 
 
 def _global_uniform(seed, shape, high):

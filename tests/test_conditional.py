@@ -205,8 +205,18 @@ def test_conditional_family_needs_labels(tmp_path):
         Image.fromarray(np.full((28, 28), i * 40, np.uint8)).save(folder / f"{i}.png")
     cfg = {"model": {"family": "acgan", **TINY_CONV}, "data": {"loader": "image_folder", "root": str(folder), "image_size": 28, "channels": 1, "batch_size": 2},
            "train": {"steps": 1}}
-    with pytest.raises(UserError, match="needs class labels"):
+    with pytest.raises(UserError, match="model.family 'acgan' reads the data roles image, label in every step, but .* provides only image"):
         gantrain.fit(cfg, run_dir=tmp_path / "r", progress=False)
+    # validate refuses it too, before anything heavy, naming the family and the loader
+    from typer.testing import CliRunner
+
+    import yaml
+    from gantrain.cli import app
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "c.yaml")])
+    assert result.exit_code == 2 and "model.family 'acgan' reads the data roles image, label" in result.output
+    assert "data.loader 'image_folder' provides only image (no label" in result.output
 
 
 class RuleClassifier:

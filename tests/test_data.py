@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import gantrain.data.cifar10 as cifar10_module
@@ -534,11 +535,18 @@ def synthetic(n: int) -> ImageSource:
 
 def batches(source: ImageSource, batch: int, seed: int, count: int, start: int = 0):
     it = iter(make_pipeline(source, batch, seed, start_batch=start))
-    return [tuple(t.numpy() for t in next(it)) for _ in range(count)]
+    return [(lambda batch: (batch["image"].numpy(), batch["label"].numpy()))(next(it)) for _ in range(count)]
 
 
 def label_stream(source, batch, seed, count, start=0):
     return [b[1].tolist() for b in batches(source, batch, seed, count, start)]
+
+
+def test_pipeline_batches_are_keyed_by_data_role(mnist_train):
+    batch = next(iter(make_pipeline(mnist_train, 4, seed=0)))
+    assert set(batch) == {"image", "label"} and batch["image"].shape == (4, 28, 28, 1) and batch["label"].dtype == tf.int32
+    assert mnist_train.roles == ("image", "label")
+    assert ImageSource(np.zeros((2, 1, 1, 1), np.uint8), np.full(2, -1, np.int32)).roles == ("image",)
 
 
 def test_pipeline_on_mnist(mnist_train):
@@ -615,7 +623,7 @@ def test_pipeline_every_example_once_in_first_epoch_at_mnist_scale(mnist_train):
     """A whole first epoch at MNIST size (60000 = 1875 x 32, index-labelled): each example exactly once."""
     n, batch = len(mnist_train), 32
     ds = make_pipeline(ImageSource(np.zeros((n, 1, 1, 1), np.uint8), np.arange(n, dtype=np.int32)), batch, seed=11)
-    seen = np.concatenate([y.numpy() for _, y in ds.take(n // batch)])
+    seen = np.concatenate([batch_["label"].numpy() for batch_ in ds.take(n // batch)])
     assert len(seen) == n
     assert np.array_equal(np.sort(seen), np.arange(n))
 

@@ -365,7 +365,7 @@ def data_case(name: str, tmp: Path, mnist: Path):
     if name == "labels-for-conditional":
         _png(folder / "a.png")
         _png(folder / "b.png")
-        return gan + ["--set", "model.family=cgan", "--set", "data.batch_size=2"], "needs class labels"
+        return gan + ["--set", "model.family=cgan", "--set", "data.batch_size=2"], "reads the data roles image, label in every step"
     mnist_dir = tmp / name
     mnist_dir.mkdir()
     files = {

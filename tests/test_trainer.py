@@ -10,6 +10,11 @@ from gantrain.trainer import GANTrainer, TrainOptions
 from tests.conftest import tiny_config
 
 
+def _roles(batch):
+    """A pipeline batch is keyed by data role (data/source.py)."""
+    return batch["image"], batch["label"]
+
+
 def _trainer(mnist_dir, d_steps=1):
     cfg = validate(tiny_config(mnist_dir, d_steps=d_steps))
     nets = build_model(cfg, (28, 28, 1), 10)
@@ -31,7 +36,7 @@ def test_d_update_changes_only_discriminator_weights(mnist_dir):
     trainer, it = _trainer(mnist_dir)
     G, D = trainer.generator, trainer.discriminator
     g0, d0 = _snapshot(G.trainable_variables), _snapshot(D.trainable_variables)
-    real, labels = next(it)
+    real, labels = _roles(next(it))
     trainer._d_update(real, labels, trainer.model.sample_latent(trainer.rng, 16), tf.constant([1, 2], tf.int64))
     assert not any(_changed(g0, G.trainable_variables)), "a D step must not touch G's weights"
     assert all(_changed(d0, D.trainable_variables)), "every D weight should move after a D step"
@@ -41,7 +46,7 @@ def test_g_update_changes_only_generator_weights(mnist_dir):
     trainer, _ = _trainer(mnist_dir)  # noqa: F841 (the iterator feeds the G step its real batch)
     G, D = trainer.generator, trainer.discriminator
     g0, d0 = _snapshot(G.trainable_variables), _snapshot(D.trainable_variables)
-    real, labels = next(_)
+    real, labels = _roles(next(_))
     trainer._g_update(trainer.model.sample_latent(trainer.rng, 16), real, labels, tf.constant([1, 2], tf.int64))
     assert not any(_changed(d0, D.trainable_variables)), "a G step must not touch D's weights"
     assert all(_changed(g0, G.trainable_variables)), "every G weight should move after a G step"
@@ -67,7 +72,7 @@ def test_simultaneous_update_equals_d_step_and_g_step_on_pre_update_weights(mnis
     joint, d_only, g_only = _twin(mnist_dir), _twin(mnist_dir), _twin(mnist_dir)
     assert joint.options.simultaneous  # auto with d_steps 1
     assert not _twin(mnist_dir, d_steps=2).options.simultaneous
-    real, labels = next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0)))
+    real, labels = _roles(next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0))))
     latent = joint.model.sample_latent(tf.random.Generator.from_seed(5), 16)
     seed = tf.constant([1, 2], tf.int64)
     joint._joint_update(real, labels, latent, seed)
@@ -116,7 +121,7 @@ def test_alternating_with_reused_noise_gives_g_the_d_steps_latent(mnist_dir):
     source = load_dataset(validate(tiny_config(mnist_dir))["data"])
     stepped.train_step(iter(make_pipeline(source, 16, seed=0)))
     # The same draws, by hand: latent, the D step's seed, then only the G step's seed.
-    real, labels = next(iter(make_pipeline(source, 16, seed=0)))
+    real, labels = _roles(next(iter(make_pipeline(source, 16, seed=0))))
     latent = manual.model.sample_latent(manual.rng, 16)
     manual._d_update(real, labels, latent, manual.rng.make_seeds(1)[:, 0])
     manual._g_update(latent, real, labels, manual.rng.make_seeds(1)[:, 0])
@@ -135,7 +140,7 @@ def test_simultaneous_differs_from_separate_steps_when_d_has_dropout(mnist_dir):
         return GANTrainer(build_model(cfg, (28, 28, 1), 10), build_optimizer(cfg["optimizer"]["generator"]),
                           build_optimizer(cfg["optimizer"]["discriminator"]), get_loss("non_saturating"), 16, seed=1, options=TrainOptions.from_config(cfg))
     joint, g_only = make(), make()
-    real, labels = next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0)))
+    real, labels = _roles(next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0))))
     latent = joint.model.sample_latent(tf.random.Generator.from_seed(5), 16)
     seed = tf.constant([1, 2], tf.int64)
     joint._joint_update(real, labels, latent, seed)

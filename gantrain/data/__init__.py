@@ -22,9 +22,22 @@ def load_dataset(data_cfg: dict, split: str | None = None) -> ImageSource:
     return DATASETS.get(data_cfg["loader"]).load(data_cfg, split)
 
 
-def check_data(data_cfg: dict) -> None:
-    """Fail now, with the loader's own message, on data files a config names but that are not there."""
-    DATASETS.get(data_cfg["loader"]).check(data_cfg)
+def check_data(data_cfg: dict) -> tuple[str, ...]:
+    """Fail now, with the loader's own message, on data files a config names but that are not there.
+
+    Returns the data roles the configured data provides per example (``image``, and ``label`` when
+    it has classes), without decoding anything.
+    """
+    return tuple(DATASETS.get(data_cfg["loader"]).check(data_cfg))
+
+
+def require_roles(needed, provided, family: str, data: str) -> None:
+    """A family's step reads these roles from every batch; refuse data that cannot provide one."""
+    missing = [role for role in needed if role not in provided]
+    if missing:
+        raise UserError(f"model.family {family!r} reads the data roles {', '.join(needed)} in every step, but {data} provides only "
+                        f"{', '.join(provided)} (no {', '.join(missing)}; for labels use mnist, fashion_mnist, cifar10, or an "
+                        "image_folder with one subfolder per class)")
 
 
 def held_out_split(data_cfg: dict) -> ImageSource | None:

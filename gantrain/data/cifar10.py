@@ -69,11 +69,13 @@ class Cifar10:
         """Only the downloaded archive has train/test splits; a root folder is one set of images."""
         return not (params.get("root") or os.environ.get(ENV))
 
-    def check(self, params: dict) -> None:
-        """A configured folder must exist and hold images (``gantrain validate``); nothing is decoded."""
+    def check(self, params: dict) -> tuple[str, ...]:
+        """A configured folder must exist and hold images (``gantrain validate``); nothing is decoded. The roles provided."""
         root = params.get("root") or os.environ.get(ENV)
         if root:
-            list_images(Path(root).expanduser(), "auto")
+            _, _, classes = list_images(Path(root).expanduser(), "auto")
+            return ("image", "label") if len(classes) >= 2 else ("image",)
+        return ("image", "label")
 
     def load(self, params: dict, split: str | None = None) -> ImageSource:
         split = split or params["split"]

@@ -107,9 +107,11 @@ class ImageFolder:
     def has_splits(self, params: dict) -> bool:
         return False
 
-    def check(self, params: dict) -> None:
-        """The folder must exist and hold images (``gantrain validate``); nothing is decoded."""
-        list_images(Path(params["root"]), params["labels"])
+    def check(self, params: dict) -> tuple[str, ...]:
+        """The folder must exist and hold images (``gantrain validate``); nothing is decoded. The roles
+        provided: class subfolders give labels."""
+        _, _, classes = list_images(Path(params["root"]), params["labels"])
+        return ("image", "label") if len(classes) >= 2 else ("image",)
 
     def load(self, params: dict, split: str | None = None) -> ImageSource:
         return load_folder(Path(params["root"]), tuple(params["image_size"]), params["channels"], params["labels"], params["on_error"])

@@ -67,8 +67,8 @@ class IdxDataset:
         images, labels, location = self._arrays(params, split)
         return ImageSource(images[..., None].astype(np.uint8), labels.astype(np.int32), list(self.class_names), f"{self.name} {split}", location)
 
-    def check(self, params: dict) -> None:
-        """Cheap checks of the configured files (``gantrain validate``), without reading them."""
+    def check(self, params: dict) -> tuple[str, ...]:
+        """Cheap checks of the configured files (``gantrain validate``), without reading them; the roles provided."""
         split = params["split"]
         for root, name in ((params.get("root"), "data.root"), (os.environ.get(self.env), f"${self.env}")):
             if root:
@@ -78,7 +78,8 @@ class IdxDataset:
                 for stem in _FILES[split]:
                     if _find(root, stem) is None:
                         raise UserError(f"{root}: {stem}.gz not found (need the {split} images and labels IDX files)")
-                return
+                break
+        return ("image", "label")
 
     def _arrays(self, params: dict, split: str) -> tuple[np.ndarray, np.ndarray, str]:
         """(images, labels, resolved folder or file they came from)."""

@@ -1,8 +1,8 @@
 """In-memory image sources and the resumable tf.data pipeline over them.
 
 Every loader returns an :class:`ImageSource`: uint8 images (N, H, W, C) and int32 labels (N,)
-(-1 where there is no label). :func:`make_pipeline` turns one into an endless stream of
-``(images float32 in [-1, 1], labels int32)`` batches whose order is a pure function of
+(-1 where there is no label). :func:`make_pipeline` turns one into an endless stream of batches
+keyed by data role, ``{"image": float32 in [-1, 1], "label": int32}``, whose order is a pure function of
 ``(seed, position)``: epoch ``e`` is the permutation drawn from ``stateless_uniform(seed=[seed, e])``.
 Resuming at batch ``k`` therefore needs no iterator state in the checkpoint, only ``k``.
 """
@@ -24,6 +24,11 @@ class ImageSource:
     # Where the images were read from (resolved folder or archive path): the same data config can
     # name other files through an environment variable, so caches key on this, not on the config.
     location: str = ""
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The data roles this source provides per example: an image, and a class label when it has classes."""
+        return ("image", "label") if self.num_classes >= 2 else ("image",)
 
     def __post_init__(self):
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -73,6 +78,6 @@ def make_pipeline(source: ImageSource, batch_size: int, seed: int, start_batch: 
     indices = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_order).skip(offset)
 
     def gather(idx):
-        return to_unit_range(tf.gather(images, idx)), tf.gather(labels, idx)
+        return {"image": to_unit_range(tf.gather(images, idx)), "label": tf.gather(labels, idx)}
 
     return indices.batch(batch_size, drop_remainder=True).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -22,7 +22,6 @@ from gantrain.schema import Field
 class GANModel:
     conditional = False  # True when G takes a class label (sampling accepts --label)
     labels_are_classes = True  # False when the "label" is an unsupervised code (InfoGAN)
-    needs_labels = False  # True when training needs a labelled dataset
     uses_labeled_stream = False  # True when the D loss needs a separate stream of labelled batches
     can_classify = False  # True when D has a class head for real images (classify(images) -> logits; sgan)
     has_codes = False  # True when G has latent codes to traverse (traversal(code, steps, seed); infogan)
@@ -92,7 +91,13 @@ class GANModel:
 
 
 class Family(abc.ABC):
-    """Base class: override :meth:`build`, and :meth:`check` when some image shapes are impossible."""
+    """Base class: override :meth:`build`, and :meth:`check` when some image shapes are impossible.
+
+    ``roles``: the data roles one training step reads from every batch (data/source.py); ``fit``
+    and ``validate`` refuse data that cannot provide them.
+    """
+
+    roles: tuple[str, ...] = ("image",)
 
     def check(self, params: dict, image_shape: tuple) -> str | None:
         """Return why this family cannot make ``image_shape`` images, or None if it can."""

@@ -19,6 +19,7 @@ SCHEMA = {"latent_dim": LATENT_DIM, **CONV_SCHEMA}
 
 
 class CDCGan(ConvFamily):
+    roles = ("image", "label")  # the class of each real image
     def build(self, params, image_shape, num_classes):
         classes = max(num_classes, 1)
         generator = conditional_conv_generator(params, image_shape, classes)

@@ -18,6 +18,7 @@ from gantrain.registry import MODELS
 
 
 class CGan(Family):
+    roles = ("image", "label")  # the class of each real image
     def build(self, params, image_shape, num_classes):
         classes = max(num_classes, 1)
         z, label, x = label_times_noise(params["latent_dim"], classes)

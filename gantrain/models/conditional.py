@@ -19,7 +19,6 @@ from gantrain.models.layers import maybe_spectral
 
 class ConditionalGANModel(GANModel):
     conditional = True
-    needs_labels = True
     d_takes_labels = True  # CGAN/CDCGAN: D sees the label; ACGAN predicts it instead
 
     def sample_latent(self, rng, batch, labels=None):

@@ -38,7 +38,6 @@ SCHEMA = {
 
 
 class SGANModel(GANModel):
-    needs_labels = True
     uses_labeled_stream = True
     can_classify = True
 
@@ -63,6 +62,7 @@ class SGANModel(GANModel):
 
 
 class SGan(ConvFamily):
+    roles = ("image", "label")  # the class of each real image
     def build(self, params, image_shape, num_classes):
         z = keras.Input((params["latent_dim"],), name="z")
         generator = keras.Model(z, upsampling_generator(z, image_shape, params), name="generator")
