@@ -17,6 +17,7 @@ over, when:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -159,10 +160,9 @@ class RunLock:
     # -- holding ----------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
-            try:
+            # The directory may have gone away (e.g. deleted by hand): then there is nothing to refresh.
+            with contextlib.suppress(OSError):
                 os.utime(self.path)
-            except OSError:
-                pass  # the directory went away (e.g. --overwrite by hand); nothing to refresh
 
     def release(self) -> None:
         self._stop.set()

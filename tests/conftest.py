@@ -66,6 +66,11 @@ def mnist_dir() -> Path:
     return MNIST_DIR
 
 
+def image_and_label(batch: dict):
+    """The image and label roles of a pipeline batch (batches are keyed by data role, data/source.py)."""
+    return batch["image"], batch["label"]
+
+
 def tiny_config(mnist_dir: Path, **train) -> dict:
     """A DCGAN a few hundred parameters wide: a step takes milliseconds on a CPU."""
     return {

@@ -128,7 +128,7 @@ def test_a_takeover_never_removes_a_lock_taken_since_it_was_judged_stale(tmp_pat
     _write_lock(tmp_path, pid=dead.pid)
     late, early = RunLock(tmp_path), RunLock(tmp_path)
     judged = late._read()
-    assert late._stale_reason(judged) is not None
+    assert late._stale_reason(judged) == f"its process {dead.pid} is gone"
     early.acquire()  # takes the stale lock over and holds it
     late._take_over(judged, "judged stale before the other took it")
     assert json.loads((tmp_path / LOCK_NAME).read_text()) == early.me

@@ -7,12 +7,7 @@ from gantrain.losses import get_loss
 from gantrain.optimizers import build_optimizer
 from gantrain.run import build_model
 from gantrain.trainer import GANTrainer, TrainOptions
-from tests.conftest import tiny_config
-
-
-def _roles(batch):
-    """A pipeline batch is keyed by data role (data/source.py)."""
-    return batch["image"], batch["label"]
+from tests.conftest import image_and_label, tiny_config
 
 
 def _trainer(mnist_dir, d_steps=1):
@@ -36,7 +31,7 @@ def test_d_update_changes_only_discriminator_weights(mnist_dir):
     trainer, it = _trainer(mnist_dir)
     G, D = trainer.generator, trainer.discriminator
     g0, d0 = _snapshot(G.trainable_variables), _snapshot(D.trainable_variables)
-    real, labels = _roles(next(it))
+    real, labels = image_and_label(next(it))
     trainer._d_update(real, labels, trainer.model.sample_latent(trainer.rng, 16), tf.constant([1, 2], tf.int64))
     assert not any(_changed(g0, G.trainable_variables)), "a D step must not touch G's weights"
     assert all(_changed(d0, D.trainable_variables)), "every D weight should move after a D step"
@@ -46,7 +41,7 @@ def test_g_update_changes_only_generator_weights(mnist_dir):
     trainer, _ = _trainer(mnist_dir)  # noqa: F841 (the iterator feeds the G step its real batch)
     G, D = trainer.generator, trainer.discriminator
     g0, d0 = _snapshot(G.trainable_variables), _snapshot(D.trainable_variables)
-    real, labels = _roles(next(_))
+    real, labels = image_and_label(next(_))
     trainer._g_update(trainer.model.sample_latent(trainer.rng, 16), real, labels, tf.constant([1, 2], tf.int64))
     assert not any(_changed(d0, D.trainable_variables)), "a G step must not touch D's weights"
     assert all(_changed(g0, G.trainable_variables)), "every G weight should move after a G step"
@@ -62,17 +57,14 @@ def test_train_step_runs_d_steps_discriminator_updates(mnist_dir):
 
 
 def _twin(mnist_dir, **train):
-    cfg = validate({**tiny_config(mnist_dir, **train), "model": {"family": "dcgan", "latent_dim": 8, "g_widths": [8, 4], "d_widths": [4], "dropout": 0.0}})
-    model = build_model(cfg, (28, 28, 1), 10)  # seeded: every call builds identical weights
-    return GANTrainer(model, build_optimizer(cfg["optimizer"]["generator"]), build_optimizer(cfg["optimizer"]["discriminator"]),
-                      get_loss("non_saturating"), 16, seed=1, options=TrainOptions.from_config(cfg))
+    return _twin_cfg(tiny_config(mnist_dir, **train))
 
 
 def test_simultaneous_update_equals_d_step_and_g_step_on_pre_update_weights(mnist_dir):
     joint, d_only, g_only = _twin(mnist_dir), _twin(mnist_dir), _twin(mnist_dir)
     assert joint.options.simultaneous  # auto with d_steps 1
     assert not _twin(mnist_dir, d_steps=2).options.simultaneous
-    real, labels = _roles(next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0))))
+    real, labels = image_and_label(next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0))))
     latent = joint.model.sample_latent(tf.random.Generator.from_seed(5), 16)
     seed = tf.constant([1, 2], tf.int64)
     joint._joint_update(real, labels, latent, seed)
@@ -121,7 +113,7 @@ def test_alternating_with_reused_noise_gives_g_the_d_steps_latent(mnist_dir):
     source = load_dataset(validate(tiny_config(mnist_dir))["data"])
     stepped.train_step(iter(make_pipeline(source, 16, seed=0)))
     # The same draws, by hand: latent, the D step's seed, then only the G step's seed.
-    real, labels = _roles(next(iter(make_pipeline(source, 16, seed=0))))
+    real, labels = image_and_label(next(iter(make_pipeline(source, 16, seed=0))))
     latent = manual.model.sample_latent(manual.rng, 16)
     manual._d_update(real, labels, latent, manual.rng.make_seeds(1)[:, 0])
     manual._g_update(latent, real, labels, manual.rng.make_seeds(1)[:, 0])
@@ -135,12 +127,8 @@ def test_alternating_with_reused_noise_gives_g_the_d_steps_latent(mnist_dir):
 
 def test_simultaneous_differs_from_separate_steps_when_d_has_dropout(mnist_dir):
     """The equivalence above needs a deterministic D: with dropout, one shared mask is not two."""
-    def make():
-        cfg = validate({**tiny_config(mnist_dir), "model": {"family": "dcgan", "latent_dim": 8, "g_widths": [8, 4], "d_widths": [4], "dropout": 0.5}})
-        return GANTrainer(build_model(cfg, (28, 28, 1), 10), build_optimizer(cfg["optimizer"]["generator"]),
-                          build_optimizer(cfg["optimizer"]["discriminator"]), get_loss("non_saturating"), 16, seed=1, options=TrainOptions.from_config(cfg))
-    joint, g_only = make(), make()
-    real, labels = _roles(next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0))))
+    joint, g_only = _twin_cfg(tiny_config(mnist_dir), dropout=0.5), _twin_cfg(tiny_config(mnist_dir), dropout=0.5)
+    real, labels = image_and_label(next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0))))
     latent = joint.model.sample_latent(tf.random.Generator.from_seed(5), 16)
     seed = tf.constant([1, 2], tf.int64)
     joint._joint_update(real, labels, latent, seed)
@@ -148,8 +136,9 @@ def test_simultaneous_differs_from_separate_steps_when_d_has_dropout(mnist_dir):
     assert any(not np.allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6) for a, b in zip(joint.generator.trainable_variables, g_only.generator.trainable_variables))
 
 
-def _twin_cfg(raw):
-    cfg = validate({**raw, "model": {"family": "dcgan", "latent_dim": 8, "g_widths": [8, 4], "d_widths": [4], "dropout": 0.0}})
+def _twin_cfg(raw, dropout: float = 0.0):
+    """A tiny DCGAN trainer; seeded, so every call builds identical weights."""
+    cfg = validate({**raw, "model": {"family": "dcgan", "latent_dim": 8, "g_widths": [8, 4], "d_widths": [4], "dropout": dropout}})
     model = build_model(cfg, (28, 28, 1), 10)
     return GANTrainer(model, build_optimizer(cfg["optimizer"]["generator"]), build_optimizer(cfg["optimizer"]["discriminator"]),
                       get_loss("non_saturating"), 16, seed=1, options=TrainOptions.from_config(cfg))

@@ -19,14 +19,9 @@ from gantrain.optimizers import build_optimizer
 from gantrain.registry import LOSSES, MODELS
 from gantrain.run import build_model
 from gantrain.trainer import GANTrainer, TrainOptions
-from tests.conftest import tiny_config
+from tests.conftest import image_and_label, tiny_config
 
 REAL, FAKE = [2.0, -1.0], [0.5, -3.0]
-
-
-def _roles(batch):
-    """A pipeline batch is keyed by data role (data/source.py)."""
-    return batch["image"], batch["label"]
 
 
 def sp(x):
@@ -110,7 +105,7 @@ def test_r1_through_the_trainer_is_taken_on_real_images():
     """The trainer's logged d_r1 is weight x R1 of D at the (pre-update) weights, on the real batch."""
     trainer, _ = _trainer(_raw("dcgan", loss={"name": "non_saturating", "penalty": "r1", "penalty_weight": 3.0}))
     source = _source()
-    real, labels = _roles(next(iter(make_pipeline(source, 8, seed=0))))
+    real, labels = image_and_label(next(iter(make_pipeline(source, 8, seed=0))))
     real = tf.cast(real, tf.float32)
     x = tf.Variable(real)
     with tf.GradientTape() as tape:
@@ -201,10 +196,10 @@ def test_contract_every_family_with_every_loss(family, loss, eager):
     # Each update lowers the loss it minimises: on fixed inputs (batch, noise, penalty draws), the
     # loss after one small step is below the loss before it.
     source = _source()
-    real, labels = _roles(next(iter(make_pipeline(source, 8, seed=0))))
+    real, labels = image_and_label(next(iter(make_pipeline(source, 8, seed=0))))
     latent = trainer.model.sample_latent(tf.random.Generator.from_seed(9), 8)
     seed = tf.constant([3, 4], tf.int64)
-    labeled = (_roles(next(iter(make_pipeline(labeled_subset(source), 8, seed=1)))),) if trainer.model.uses_labeled_stream else ()
+    labeled = (image_and_label(next(iter(make_pipeline(labeled_subset(source), 8, seed=1)))),) if trainer.model.uses_labeled_stream else ()
     before = float(trainer._d_update(real, labels, latent, seed, *labeled)["d_loss"])
     after = float(trainer._d_update(real, labels, latent, seed, *labeled)["d_loss"])
     assert after < before, f"d_loss {before} -> {after}"
