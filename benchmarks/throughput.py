@@ -17,6 +17,7 @@ variants alike. Also measured: the input pipeline alone, which must outrun train
     python benchmarks/throughput.py --mnist ../shared/data/mnist --quick    # smoke run
     python benchmarks/throughput.py ... --write BENCHMARKS.md               # append the table
     python benchmarks/throughput.py ... --variants a,ax,b,bx --cases dcgan_b256  # XLA on/off
+    python benchmarks/throughput.py ... --baseline /tmp/old --variants a,base  # this tree against another checkout
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ CASES = {  # name -> (family, batch, timed steps per window)
 }
 VARIANTS = ("a", "b", "c", "d")  # the default table; ax and bx (XLA) on request with --variants
 NAMES = {"a": "gantrain", "b": "tf.function loop", "c": "keras fit/train_step", "d": "train_on_batch (Keras-2 style)",
-         "ax": "gantrain, train.jit_compile: true", "a0": "gantrain, train.jit_compile: false", "bx": "tf.function loop, jit_compile=True"}
+         "base": "gantrain at --baseline (same settings as a)", "ax": "gantrain, train.jit_compile: true", "a0": "gantrain, train.jit_compile: false", "bx": "tf.function loop, jit_compile=True"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,16 +206,22 @@ WORKERS = {"a": worker_a, "b": worker_b, "c": worker_c, "d": worker_d, "pipeline
            "ax": lambda *args: worker_a(*args, jit=True), "a0": lambda *args: worker_a(*args, jit=False), "bx": lambda *args: worker_b(*args, jit=True)}
 
 
-def measure(variant, case, mnist, quick):
+def measure(variant, case, mnist, quick, baseline=None):
     family, batch, steps = CASES[case]
     steps = max(2, steps // 5) if quick else steps
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, __file__, "--worker", variant, "--case", case, "--mnist", mnist, "--steps", str(steps)]
+    if variant == "base":  # the same worker, importing gantrain from the other checkout
+        env["PYTHONPATH"] = os.pathsep.join([baseline, env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, __file__, "--worker", "a" if variant == "base" else variant, "--case", case, "--mnist", mnist, "--steps", str(steps)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"{variant}/{case} failed:\n{out.stderr[-2000:]}")
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    expected = Path(baseline if variant == "base" else Path(__file__).parent.parent).resolve()
+    if not Path(result["gantrain"]).resolve().is_relative_to(expected):
+        raise RuntimeError(f"{variant}/{case} imported gantrain from {result['gantrain']}, not from {expected}")
+    return result
 
 
 def main():
@@ -225,6 +232,7 @@ def main():
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(NAMES)}; a is always run")
     p.add_argument("--quick", action="store_true", help="few steps, for a smoke run")
     p.add_argument("--write", help="append the table to this markdown file")
+    p.add_argument("--baseline", help="another gantrain checkout (e.g. a git worktree of an older commit): variant 'base' trains with it")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--case", help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -233,7 +241,9 @@ def main():
     if a.worker:
         family, batch, _ = CASES[a.case]
         ips = WORKERS[a.worker](family, batch, a.steps, mnist)
-        print(json.dumps({"ips": ips, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        import gantrain
+
+        print(json.dumps({"ips": ips, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "gantrain": str(Path(gantrain.__file__).parent.parent)}))
         return
     lines = [f"### Training throughput, {dt.date.today().isoformat()}, {platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}), "
              f"TensorFlow {__import__('tensorflow').__version__}, medians of {a.rounds} alternating rounds", "",
@@ -242,11 +252,13 @@ def main():
     unknown = [v for v in variants if v not in NAMES]
     if unknown:
         p.error(f"unknown variants {unknown}; choose from {', '.join(NAMES)}")
+    if "base" in variants and not a.baseline:
+        p.error("variant base needs --baseline PATH (a checkout of the gantrain to compare with)")
     for case in a.cases.split(","):
         results = {v: [] for v in variants}
         for r in range(a.rounds):
             for v in variants:
-                results[v].append(measure(v, case, mnist, a.quick))
+                results[v].append(measure(v, case, mnist, a.quick, a.baseline))
                 print(f"round {r + 1} {case} {v}: {results[v][-1]['ips']:.1f} images/s", flush=True)
         med = {v: statistics.median(x["ips"] for x in results[v]) for v in variants}
         for v in variants:
