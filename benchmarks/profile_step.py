@@ -43,7 +43,8 @@ def main() -> None:
                         "train": {"jit_compile": jit}})
         source = load_dataset(cfg["data"])
         model = build_model(cfg, source.image_shape, source.num_classes)
-        trainer = GANTrainer(model, *build_optimizers(cfg), get_loss(cfg["loss"]["name"]), a.batch, 0, options=TrainOptions.from_config(cfg))
+        optimizers = build_optimizers(cfg, model.groups)
+        trainer = GANTrainer(model, optimizers["generator"], optimizers["discriminator"], get_loss(cfg["loss"]["name"]), a.batch, 0, options=TrainOptions.from_config(cfg))
         it = iter(make_pipeline(source, a.batch, 0))
         G, D, loss = model.generator, model.discriminator, trainer.loss
         images = next(it)["image"]

@@ -23,10 +23,11 @@ from gantrain.config import load_config
 from gantrain.data import load_dataset, make_pipeline
 from gantrain.losses import get_loss
 from gantrain.run import build_model, build_optimizers
-from gantrain.trainer import GANTrainer, TrainOptions
+from gantrain.trainer import Trainer, TrainOptions
 cfg = load_config("configs/dcgan_mnist.yaml", ["data.root=" + sys.argv[2]])
 src = load_dataset(cfg["data"])
-trainer = GANTrainer(build_model(cfg, src.image_shape, src.num_classes), *build_optimizers(cfg), get_loss(cfg["loss"]["name"]),
+model = build_model(cfg, src.image_shape, src.num_classes)
+trainer = Trainer(model, build_optimizers(cfg, model.groups), get_loss(cfg["loss"]["name"]),
                      cfg["data"]["batch_size"], 0, options=TrainOptions.from_config(cfg))
 it = iter(make_pipeline(src, cfg["data"]["batch_size"], 0))
 float(trainer.train_steps(it, tf.constant(1))["d_loss"])  # trace and warm up

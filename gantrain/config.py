@@ -53,6 +53,8 @@ SCHEMA: dict = {
             "feature_matching_weight": Field(1.0, "weight of the feature-matching term", "float", min=0),
         },
     ),
+    # One section per optimizer group of the family: these two always, plus any the family
+    # declares (Family.extra_optimizers, see optimizer_section).
     "optimizer": {
         "generator": Select("name", OPTIMIZERS, "adam", "generator optimizer", common={"clip_value": Field(None, "weight clipping; only meaningful for the discriminator", "float", min=0, min_exclusive=True, nullable=True)}),
         "discriminator": Select("name", OPTIMIZERS, "adam", "discriminator optimizer", common={"clip_value": Field(None, "WGAN weight clipping: every D weight kept in [-c, c] after each update (0.01 in the paper)", "float", min=0, min_exclusive=True, nullable=True)}),
@@ -99,10 +101,11 @@ SCHEMA: dict = {
     },
 }
 
-# Keys that decide the shapes of the networks or optimizer slots: a resumed run must keep them.
+# Keys that decide the shapes of the networks or optimizer slots: a resumed run must keep them
+# (and, for every optimizer group, its optimizer's name and momentum: LOCKED_OPTIMIZER_KEYS).
+LOCKED_OPTIMIZER_KEYS = ("name", "momentum")
 LOCKED_PREFIXES = (
     "model.", "data.loader", "data.image_size", "data.channels",
-    "optimizer.generator.name", "optimizer.discriminator.name", "optimizer.generator.momentum", "optimizer.discriminator.momentum",
     "train.precision", "train.ema_decay", "train.historical_averaging.",
     # The data and noise streams: a resumed run finds its place in them from the step, the seed,
     # the batch size and the draws per step, so changing any of these would continue on another
@@ -218,18 +221,32 @@ def validate(raw: dict, ctx: Context | None = None) -> dict:
     """Resolve a raw config dict against the schema and check cross-field rules."""
     _ensure_registered()
     ctx = ctx or Context()
-    cfg = resolve(SCHEMA, raw, (), ctx)
+    cfg = resolve(schema_for(raw), raw, (), ctx)
     data_entry = DATASETS.entry(cfg["data"]["loader"])
     image_shape = tuple(data_entry.obj.image_shape(cfg["data"]))
     family = MODELS.get(cfg["model"]["family"])
     problem = family.check(cfg["model"], image_shape)
     if problem:
         ctx.fail(("model",), f"family {cfg['model']['family']!r} cannot produce {image_shape[0]}x{image_shape[1]}x{image_shape[2]} images from data.loader {cfg['data']['loader']!r}: {problem}")
-    for key in ("generator", "discriminator"):
-        opt = cfg["optimizer"][key]
+    for key, opt in cfg["optimizer"].items():
         OPTIMIZERS.get(opt["name"]).check(opt, ("optimizer", key), ctx)
     check_combinations(cfg, ctx)
     return cfg
+
+
+def schema_for(raw) -> dict:
+    """SCHEMA with an ``optimizer.<group>`` section for each extra optimizer group of the raw config's family."""
+    model = raw.get("model") if isinstance(raw, dict) else None
+    family = model.get("family") if isinstance(model, dict) else None
+    if not isinstance(family, str) or family not in MODELS or not MODELS.get(family).extra_optimizers:
+        return SCHEMA  # an unknown family is reported by resolve, with the valid names
+    extra = {name: optimizer_section(doc) for name, doc in MODELS.get(family).extra_optimizers.items()}
+    return {**SCHEMA, "optimizer": {**SCHEMA["optimizer"], **extra}}
+
+
+def optimizer_section(doc: str) -> Select:
+    clip = Field(None, "weight clipping: every weight of this group kept in [-c, c] after each update", "float", min=0, min_exclusive=True, nullable=True)
+    return Select("name", OPTIMIZERS, "adam", doc, common={"clip_value": clip})
 
 
 def check_combinations(cfg: dict, ctx: Context) -> None:
@@ -285,7 +302,12 @@ def locked_differences(old: dict, new: dict) -> list[str]:
     """Dotted keys whose values differ between two resolved configs and may not change on resume."""
     a, b = dict(flatten(old)), dict(flatten(new))
     keys = sorted(set(a) | set(b))
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if k.startswith(LOCKED_PREFIXES) and a.get(k) != b.get(k)]
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if _locked(k) and a.get(k) != b.get(k)]
+
+
+def _locked(key: str) -> bool:
+    parts = key.split(".")
+    return key.startswith(LOCKED_PREFIXES) or (len(parts) == 3 and parts[0] == "optimizer" and parts[2] in LOCKED_OPTIMIZER_KEYS)
 
 
 def flatten(cfg: dict, prefix: str = ""):

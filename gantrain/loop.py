@@ -69,7 +69,7 @@ class TrainingLoop:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.step, self.manager, self.lr_scale, self.progress = step, manager, lr_scale, progress
         self.total = cfg["train"]["steps"]
-        self.batch_size, self.d_steps = cfg["data"]["batch_size"], cfg["train"]["d_steps"]
+        self.batch_size, self.batches_per_step = cfg["data"]["batch_size"], trainer.batches_per_step
         self.rollbacks = 0
         self.metrics_path = run_dir / "metrics.jsonl"
         self.accuracy_source = evaluation["accuracy_source"]
@@ -77,13 +77,15 @@ class TrainingLoop:
         if self.evaluator is not None:
             self.best_manager = ckpt_lib.manager(manager.checkpoint, run_dir / "checkpoints" / "best", 1, step)
             self.evaluator.best = _previous_best(run_dir, cfg["eval"]["metrics"][0])
-        self.grid_latent, self.grid_rows = trainer.model.grid_latent(cfg["log"]["num_samples"], cfg["seed"] * 1000 + GRID_SEED)
+        self.grid_inputs = trainer.model.grid_inputs(cfg["log"]["num_samples"], cfg["seed"] * 1000 + GRID_SEED, source)
         self.nan_step = int(os.environ.get("GANTRAIN_FAULT_NAN_STEP", "0") or 0)
         self.auto_steps = 1  # grows once a call's duration is known (the first one includes tracing)
+        # The progress bar shows each update's loss, in the plan's order (d, then g).
+        self.loss_keys = [trainer.groups[u.group].short for u in trainer.plan.updates]
 
     # -- data -------------------------------------------------------------------------------------
     def _iterators(self):
-        start = int(self.step.numpy()) * self.d_steps
+        start = int(self.step.numpy()) * self.batches_per_step
         seed, strategy = self.cfg["seed"], self.strategy
         iterator = iter(distribute_pipeline(strategy, lambda: make_pipeline(self.source, self.batch_size, seed, start_batch=start), self.batch_size))
         labeled = None
@@ -123,7 +125,7 @@ class TrainingLoop:
                     s0 = int(self.step.numpy())
                     if self.nan_step and s0 + 1 == self.nan_step:
                         self.nan_step = 0  # a one-off fault, like a transient blow-up
-                        var = self.trainer.discriminator.trainable_variables[0]
+                        var = self.trainer.variables[self.trainer.plan.updates[0].group][0]  # the critic's, for the GAN families
                         var.assign(tf.fill(var.shape, float("nan")))
                     k = self._call_length(s0)
                     args = (iterator, tf.constant(k, tf.int32)) + ((labeled,) if labeled is not None else ())
@@ -145,16 +147,16 @@ class TrainingLoop:
                     for key, v in out.items():
                         sums[key] = sums.get(key, 0.0) + v
                     count += k
-                    images += self.batch_size * self.d_steps * k
+                    images += self.batch_size * self.batches_per_step * k
                     bar.update(k)
                     if self._due(s, "every"):
                         now = time.perf_counter()
                         row = {key: float(v.numpy()) / count for key, v in sums.items()}
                         row["images_per_sec"] = images / max(now - t_last, 1e-9)
-                        row["lr_g"] = float(self.trainer.g_optimizer.learning_rate.numpy())
-                        row["lr_d"] = float(self.trainer.d_optimizer.learning_rate.numpy())
+                        for group in self.trainer.groups.values():
+                            row[f"lr_{group.short}"] = float(self.trainer.optimizers[group.name].learning_rate.numpy())
                         self._log(s, row)
-                        bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}", ips=f"{row['images_per_sec']:.0f}")
+                        bar.set_postfix(**{short: f"{row[f'{short}_loss']:.3f}" for short in self.loss_keys}, ips=f"{row['images_per_sec']:.0f}")
                         sums, count, t_last, images = {}, 0, now, 0
                     if self._due(s, "sample_every"):
                         self._grid(s)
@@ -199,9 +201,8 @@ class TrainingLoop:
             tf.summary.scalar(k, v, step=s)
 
     def _grid(self, s: int) -> None:
-        model = self.trainer.model
-        images = model.generate(self.grid_latent, training=False, generator=self.trainer.sampling_generator).numpy()
-        grid = make_grid(images, rows=self.grid_rows)
+        images, rows = self.trainer.model.grid_images(self.grid_inputs, self.trainer.sampling_networks)
+        grid = make_grid(images, rows=rows)
         try:
             save_png(grid, self.run_dir / "samples" / f"step_{s:06d}.png", scale=display_scale(images.shape[1]))
         except OSError as err:
@@ -209,7 +210,7 @@ class TrainingLoop:
         tf.summary.image("samples", grid[None], step=s)
 
     def _weights_finite(self) -> bool:
-        return all(bool(tf.reduce_all(tf.math.is_finite(v)).numpy()) for v in self.trainer.generator.trainable_variables + self.trainer.discriminator.trainable_variables)
+        return all(bool(tf.reduce_all(tf.math.is_finite(v)).numpy()) for variables in self.trainer.variables.values() for v in variables)
 
     def _save(self, s: int, manager=None) -> None:
         # Every caller runs after the loop's finiteness check (checkpoint, evaluation or interrupt due),
@@ -227,7 +228,7 @@ class TrainingLoop:
             ) from None
 
     def _evaluate(self, s: int) -> None:
-        values = self.evaluator(self.trainer.sampling_generator, s)
+        values = self.evaluator(self.trainer.sampling_networks["generator"], s)
         self._log(s, values)
         self.bar.write(f"step {s}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
         if self.evaluator.is_best(values):
@@ -262,8 +263,8 @@ class TrainingLoop:
 def apply_lr_scale(cfg: dict, trainer, lr_scale: tf.Variable) -> None:
     """Learning rates = the config's rates x the rollback scale (kept in checkpoints)."""
     scale = float(lr_scale.numpy())
-    trainer.g_optimizer.learning_rate.assign(cfg["optimizer"]["generator"]["learning_rate"] * scale)
-    trainer.d_optimizer.learning_rate.assign(cfg["optimizer"]["discriminator"]["learning_rate"] * scale)
+    for group, optimizer in trainer.optimizers.items():
+        optimizer.learning_rate.assign(cfg["optimizer"][group]["learning_rate"] * scale)
 
 
 def _first_non_finite(out: dict):

@@ -42,6 +42,10 @@ class Registry:
 
         return decorate
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (a component registered for one test or one notebook session)."""
+        del self._entries[name]
+
     def entry(self, name: str, where: str = "") -> Entry:
         if name not in self._entries:
             valid = ", ".join(sorted(self._entries))

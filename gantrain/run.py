@@ -26,17 +26,17 @@ from gantrain.data.labels import keep_labels_per_class
 from gantrain.errors import UserError
 from gantrain.evaluate import TrainingEvaluator
 from gantrain.losses import get_loss
-from gantrain.models.base import GANModel
+from gantrain.models.base import FamilyModel
 from gantrain.optimizers import build_optimizer
 from gantrain.registry import MODELS
 from gantrain.runlock import RunLock
 from gantrain.loop import TrainingLoop, apply_lr_scale
 from gantrain.rundir import build_model, clear_run, prepare_run_dir, read_meta, write_config, write_meta
-from gantrain.trainer import GANTrainer, TrainOptions
+from gantrain.trainer import Trainer, TrainOptions
 
 
 
-def resolve_jit(cfg: dict, model: GANModel, strategy: tf.distribute.Strategy) -> bool:
+def resolve_jit(cfg: dict, model: FamilyModel, strategy: tf.distribute.Strategy) -> bool:
     """``train.jit_compile``, with null (auto) decided on every (re)start: a resume on another strategy may change it."""
     setting, replicas = cfg["train"]["jit_compile"], strategy.num_replicas_in_sync
     if setting and replicas > 1:
@@ -46,12 +46,12 @@ def resolve_jit(cfg: dict, model: GANModel, strategy: tf.distribute.Strategy) ->
     return auto_jit(model, strategy) if setting is None else setting
 
 
-def auto_jit(model: GANModel, strategy: tf.distribute.Strategy) -> bool:
+def auto_jit(model: FamilyModel, strategy: tf.distribute.Strategy) -> bool:
     """XLA where it was measured to help: fully connected networks (it fuses the many small
     element-wise optimizer ops) on one replica. Convolutional steps ran slower under XLA on CPU."""
     if strategy.num_replicas_in_sync > 1:
         return False
-    return not any(_is_conv(layer) for net in (model.generator, model.discriminator) for layer in _all_layers(net))
+    return not any(_is_conv(layer) for net in model.networks.values() for layer in _all_layers(net))
 
 
 def _all_layers(layer):
@@ -67,12 +67,15 @@ def _is_conv(layer) -> bool:
     return "Conv" in type(layer).__name__
 
 
-def build_optimizers(cfg: dict):
-    """One optimizer per network; float16 training wraps each in dynamic loss scaling."""
-    g, d = build_optimizer(cfg["optimizer"]["generator"]), build_optimizer(cfg["optimizer"]["discriminator"])
-    if cfg["train"]["precision"] == "mixed_float16":
-        g, d = keras.optimizers.LossScaleOptimizer(g), keras.optimizers.LossScaleOptimizer(d)
-    return g, d
+def build_optimizers(cfg: dict, groups) -> dict:
+    """One optimizer per group (``optimizer.<group>``); float16 training wraps each in dynamic loss scaling."""
+    optimizers = {}
+    for group in groups:
+        optimizer = build_optimizer(cfg["optimizer"][group.name])
+        if cfg["train"]["precision"] == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizers[group.name] = optimizer
+    return optimizers
 
 
 def resolve_fit_config(config, overrides, resume: Path | None) -> dict:
@@ -109,19 +112,17 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
         run_dir, clear = resume or Path(run_dir or Path("runs") / cfg["name"]), False
 
     source = load_dataset(cfg["data"])
-    batch_size, d_steps = cfg["data"]["batch_size"], cfg["train"]["d_steps"]
+    batch_size = cfg["data"]["batch_size"]
     distribute.check_batch(strategy, batch_size)
     if batch_size > len(source):
         raise UserError(f"data.batch_size: {batch_size} is larger than the dataset ({len(source)} images)")
-    if cfg["train"]["epochs"] is not None:
-        cfg["train"]["steps"] = max(1, int(round(cfg["train"]["epochs"] * len(source) / (batch_size * d_steps))))
     if cfg["data"]["labeled_per_class"] is not None:
         source = keep_labels_per_class(source, cfg["data"]["labeled_per_class"], cfg["seed"])
 
+    require_roles(MODELS.get(cfg["model"]["family"]).roles, source.roles, cfg["model"]["family"], source.description)
     with strategy.scope():  # the trainer's noise generator, created later, stays outside it on purpose
         model = build_model(cfg, source.image_shape, source.num_classes, synchronized_bn=strategy.num_replicas_in_sync > 1)
-        optimizers = build_optimizers(cfg)
-    require_roles(MODELS.get(cfg["model"]["family"]).roles, source.roles, cfg["model"]["family"], source.description)
+        optimizers = build_optimizers(cfg, model.groups)
     if cfg["data"]["labeled_per_class"] is not None and not model.uses_labeled_stream:
         raise UserError(f"data.labeled_per_class: only semi-supervised families use it (sgan), not {cfg['model']['family']!r}")
     if resume is not None:
@@ -129,15 +130,17 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
         if saved.get("num_classes", source.num_classes) != source.num_classes:
             raise UserError(f"cannot resume {resume}: its data had {saved['num_classes']} classes, {source.description} has {source.num_classes}")
     evaluation = prepare_evaluation(cfg, model, source)  # may refuse the config: before anything is written
-    trainer = GANTrainer(
+    trainer = Trainer(
         model,
-        *optimizers,
+        optimizers,
         get_loss(cfg["loss"]["name"]),
         batch_size,
         cfg["seed"],
         options=dataclasses.replace(TrainOptions.from_config(cfg), jit_compile=resolve_jit(cfg, model, strategy)),
         strategy=strategy,
     )
+    if cfg["train"]["epochs"] is not None:  # an epoch counts the batches the steps read (d_steps each, for a critic)
+        cfg["train"]["steps"] = max(1, int(round(cfg["train"]["epochs"] * len(source) / (batch_size * trainer.batches_per_step))))
     step = tf.Variable(0, dtype=tf.int64, name="step")
     lr_scale = tf.Variable(1.0, dtype=tf.float32, name="lr_scale")  # lowered by NaN rollbacks
     ckpt = make_training_checkpoint(trainer, step, lr_scale)
@@ -219,7 +222,7 @@ def _train(cfg, out_dir, run_dir, resume, trainer, source, step, lr_scale, ckpt,
     TrainingLoop(cfg, out_dir, trainer, source, step, manager, lr_scale, progress, evaluation, strategy).run()
 
 
-def prepare_evaluation(cfg: dict, model: GANModel, source) -> dict:
+def prepare_evaluation(cfg: dict, model: FamilyModel, source) -> dict:
     """The evaluator and held-out split used during training, built (and checked) up front."""
     out = {"evaluator": None, "accuracy_source": None}
     if model.can_classify:
@@ -227,19 +230,12 @@ def prepare_evaluation(cfg: dict, model: GANModel, source) -> dict:
         if out["accuracy_source"] is None:
             print(f"note: {source.description} has no held-out split; D's classifier accuracy is not logged", file=sys.stderr)
     if cfg["eval"]["metrics"]:
+        if not model.generates:
+            raise UserError(f"eval.metrics: model family {cfg['model']['family']!r} does not draw images from noise; the metrics score generated samples")
         model.image_shape = source.image_shape
         out["evaluator"] = TrainingEvaluator(cfg, model, source)
     return out
 
 
-def make_training_checkpoint(trainer: GANTrainer, step: tf.Variable, lr_scale: tf.Variable) -> tf.train.Checkpoint:
-    return ckpt_lib.make_checkpoint(
-        step,
-        trainer.rng,
-        lr_scale=[lr_scale],
-        generator=trainer.generator.variables,
-        discriminator=trainer.discriminator.variables,
-        g_optimizer=trainer.g_optimizer.variables,
-        d_optimizer=trainer.d_optimizer.variables,
-        **trainer.extra_state(),
-    )
+def make_training_checkpoint(trainer: Trainer, step: tf.Variable, lr_scale: tf.Variable) -> tf.train.Checkpoint:
+    return ckpt_lib.make_checkpoint(step, trainer.rng, lr_scale=[lr_scale], **trainer.checkpoint_parts())

@@ -61,7 +61,7 @@ def image_shape_of(cfg: dict) -> tuple:
 def write_meta(run_dir: Path, source) -> None:
     """What sampling needs from the data without reading it: classes and image shape."""
     meta = {"image_shape": list(source.image_shape), "num_classes": source.num_classes, "class_names": source.class_names,
-            "num_images": len(source), "num_labeled": int((source.labels >= 0).sum())}
+            "num_images": len(source), "num_labeled": source.num_labeled}
     tmp = run_dir / ".meta.json.tmp"
     tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
     tmp.replace(run_dir / META)
@@ -127,6 +127,8 @@ def load_model(run: str | Path, which: str | int = "latest") -> tuple[GANModel, 
     cfg = load_config(config_path)
     meta = read_meta(run_dir, cfg)
     model = build_model(cfg, tuple(meta["image_shape"]), meta["num_classes"])
+    if not model.generates:
+        raise UserError(f"{run}: model family {cfg['model']['family']!r} does not draw images from noise, so there is nothing to sample or score this way")
     model.class_names = meta.get("class_names", [])
     model.image_shape = tuple(meta["image_shape"])
     step = tf.Variable(0, dtype=tf.int64)

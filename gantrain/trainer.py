@@ -1,28 +1,32 @@
-"""The generic GAN training step: explicit tapes, explicit variable lists, one optimizer per network.
+"""The generic training step: a family's plan, executed with explicit tapes and variable lists.
 
-The trainer sees only built objects (a GANModel, optimizers, a loss pair, iterators, options).
-The model decides what the latent inputs are and which extra loss terms exist (class heads, Q
-heads); the adversarial pair always applies to ``out["logits"]``; penalties, label smoothing,
-feature matching, weight clipping, historical averaging, EMA and DiffAugment are switches in
-:class:`TrainOptions` that work with any family. All state lives in TensorFlow variables
-(weights, optimizer slots, the noise RNG, averages), never in Python, so the compiled step is
-replayable, checkpointable and ready to be wrapped in a tf.distribute strategy.
+The family (models/) declares its networks, the optimizer groups that train them and the updates
+of one step with the loss each minimises (models/plan.py). This module does everything
+mechanical, the same for every family: drawing batches and noise, one tape per update over exactly
+the group's variables, mixed-precision loss scaling, ``jit_compile``, several steps per compiled
+call, tf.distribute replicas, repeated critic updates, weight clipping, penalties, label
+targets, DiffAugment, EMA of the averaged networks, historical averaging, and the list of every
+variable a checkpoint must hold.
+
+All state lives in TensorFlow variables (weights, optimizer slots, the noise RNG, averages), never
+in Python, so the compiled step is replayable, checkpointable and runs under any strategy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 
 import keras
 import tensorflow as tf
 
-from gantrain import losses
 from gantrain.augment import diff_augment
 from gantrain.averaging import EMAGenerator, HistoricalAverage
 from gantrain.distribute import num_replicas, replica_seed, replica_slice
 from gantrain.losses import LossPair
+from gantrain.models.base import FamilyModel
+from gantrain.models.plan import Losses, Update
 from gantrain.registry import PENALTIES
-from gantrain.models.base import GANModel
 
 
 @dataclass(frozen=True)
@@ -37,12 +41,11 @@ class TrainOptions:
     g_target: float = 1.0  # the target G's loss pushes fakes towards
     feature_matching: str = "none"  # none | add | replace
     feature_matching_weight: float = 1.0
-    d_clip_value: float | None = None  # WGAN weight clipping of every D weight to [-c, c]
+    clip_values: dict = field(default_factory=dict)  # optimizer group -> c: its weights kept in [-c, c] after each update (WGAN)
     ema_decay: float | None = None
-    hist_avg_generator: float = 0.0
-    hist_avg_discriminator: float = 0.0
+    historical_averaging: dict = field(default_factory=dict)  # optimizer group -> weight of the penalty
     diffaugment: tuple = ()
-    simultaneous: bool = False  # one forward pass feeds both updates (the TF tutorial's step); d_steps 1 only
+    simultaneous: bool = False  # one forward pass feeds every update (Plan.joint; the TF tutorial's step); d_steps 1 only
     reuse_g_noise: bool = False  # alternating: G's step reuses the last D step's latent (Keras-GAN's ACGAN)
 
     @classmethod
@@ -59,255 +62,217 @@ class TrainOptions:
             g_target=loss["g_target"],
             feature_matching=loss["feature_matching"],
             feature_matching_weight=loss["feature_matching_weight"],
-            d_clip_value=config["optimizer"]["discriminator"]["clip_value"],
+            clip_values={group: opt["clip_value"] for group, opt in config["optimizer"].items() if opt.get("clip_value") is not None},
             ema_decay=train["ema_decay"],
-            hist_avg_generator=train["historical_averaging"]["generator"],
-            hist_avg_discriminator=train["historical_averaging"]["discriminator"],
+            historical_averaging={group: w for group, w in train["historical_averaging"].items() if w},
             diffaugment=tuple(train["diffaugment"] or ()),
             simultaneous=train["update"] == "simultaneous" or (train["update"] == "auto" and train["d_steps"] == 1),
             reuse_g_noise=train["g_noise"] == "reuse",
         )
 
 
-class GANTrainer:
-    def __init__(
-        self,
-        model: GANModel,
-        g_optimizer: keras.optimizers.Optimizer,
-        d_optimizer: keras.optimizers.Optimizer,
-        loss: LossPair,
-        batch_size: int,
-        seed: int,
-        d_steps: int = 1,
-        jit_compile: bool = False,
-        options: TrainOptions | None = None,
-        strategy: tf.distribute.Strategy | None = None,
-    ):
-        self.model = model
-        self.generator = model.generator
-        self.discriminator = model.discriminator
-        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
-        self.loss = loss
-        self.options = options or TrainOptions(d_steps=d_steps, jit_compile=jit_compile)
-        # batch_size is the global batch: a strategy's replicas each train on a slice of it.
-        self.batch_size, self.d_steps = batch_size, self.options.d_steps
-        self.strategy = strategy or tf.distribute.get_strategy()
-        # Noise comes from a counter-based generator whose state is a variable: checkpointed with
-        # the weights, so a resumed run draws exactly the noise the uninterrupted one would have.
-        # It is created outside the strategy scope and used only in cross-replica context, so
-        # every strategy draws the same global-batch noise a single device would.
-        self.rng = tf.random.Generator.from_seed(seed)
-        opts = self.options
-        with self.strategy.scope():
-            # Build optimizer slots now, not lazily inside the first traced call, so they exist
-            # before a checkpoint is restored into them (and are mirrored like the weights).
-            g_optimizer.build(self.generator.trainable_variables)
-            d_optimizer.build(self.discriminator.trainable_variables)
-            self.ema = EMAGenerator(self.generator, opts.ema_decay) if opts.ema_decay else None
-            self.g_history = HistoricalAverage(self.generator.trainable_variables, "g") if opts.hist_avg_generator else None
-            self.d_history = HistoricalAverage(self.discriminator.trainable_variables, "d") if opts.hist_avg_discriminator else None
-        if opts.feature_matching != "none":
-            model.enable_features()
-        self._d_update = tf.function(self._d_update_eager, jit_compile=opts.jit_compile)
-        self._g_update = tf.function(self._g_update_eager, jit_compile=opts.jit_compile)
-        self._joint_update = tf.function(self._joint_update_eager, jit_compile=opts.jit_compile)
-        self.train_step = tf.function(self._train_step_eager)
-        self.train_steps = tf.function(self._train_steps_eager)
+class UpdateContext:
+    """What an update's loss function reads, inside its tape, on one replica.
 
-    @property
-    def sampling_generator(self) -> keras.Model:
-        """The generator sample grids use: the EMA copy when enabled."""
-        return self.ema.model if self.ema else self.generator
+    ``batch``: this replica's slice of the step's batch, keyed by data role; ``labeled``: the
+    labelled stream's batch (semi-supervised families) or None; ``latent``: this replica's slice
+    of the noise; ``seed``: a stateless seed for this update (split it for each random need). The
+    methods apply the configured switches; each takes its own seed.
+    """
 
-    def extra_state(self) -> dict:
-        """Variables beyond networks and optimizers that a checkpoint must carry."""
-        state = {}
-        if self.ema:
-            state["ema_generator"] = self.ema.variables
-        if self.g_history:
-            state["g_history"] = self.g_history.variables
-        if self.d_history:
-            state["d_history"] = self.d_history.variables
-        return state
+    def __init__(self, options: TrainOptions, batch: dict, labeled: dict | None, latent: dict, seed):
+        self.options, self.batch, self.labeled, self.latent, self.seed = options, batch, labeled, latent, seed
 
-    # -- pieces -----------------------------------------------------------------------------------
-    def _augment(self, images, seed):
-        # float32: under mixed precision G's images are float16, the augmentation noise float32
-        return diff_augment(tf.cast(images, tf.float32), self.options.diffaugment, seed) if self.options.diffaugment else images
+    def augment(self, images, seed):
+        """DiffAugment when on (different on every replica); float32, as the augmentation noise."""
+        if not self.options.diffaugment:
+            return images
+        return diff_augment(tf.cast(images, tf.float32), self.options.diffaugment, replica_seed(seed))
 
-    def _targets(self, batch, seed):
+    def targets(self, batch, seed):
+        """D's (real, fake) targets: the configured constants, or per-example noisy ones."""
         o = self.options
         if not o.target_noise:
             return o.real_target, o.fake_target
         noise = _global_uniform(seed, [2, batch * num_replicas()], o.target_noise)
         return o.real_target - replica_slice(noise[0]), o.fake_target + replica_slice(noise[1])
 
-    def _penalty(self, real_images, fake_images, labels, seed):
+    def penalty(self, critic, real, fake, seed) -> dict:
+        """``{name: weight x penalty}`` of ``critic`` at real/fake images, or {} when loss.penalty is none."""
         o = self.options
         if o.penalty == "none":
-            return None
-        critic = lambda x: self.model.discriminate(x, labels, training=True)["logits"]  # noqa: E731
+            return {}
         # Drawn for the global batch and sliced: the same interpolates on any number of replicas.
         uniform = lambda x: replica_slice(_global_uniform(seed, [tf.shape(x)[0] * num_replicas()], 1.0))  # noqa: E731
-        return o.penalty_weight * PENALTIES.get(o.penalty).compute(critic, real_images, fake_images, uniform)
+        return {o.penalty: o.penalty_weight * PENALTIES.get(o.penalty).compute(critic, real, fake, uniform)}
 
-    # -- updates ----------------------------------------------------------------------------------
-    # -- losses (inside a tape) ------------------------------------------------------------------
-    def _d_losses(self, real_in, fake_in, real_out, fake_out, labels, latent, labeled, seed):
-        o = self.options
-        seeds = tf.random.experimental.stateless_split(seed, 2)
-        real_target, fake_target = self._targets(tf.shape(real_in)[0], seeds[0])
-        if self.loss.uses_targets:
-            adversarial = self.loss.d_loss(real_out["logits"], fake_out["logits"], real_target, fake_target)
-        else:
-            adversarial = self.loss.d_loss(real_out["logits"], fake_out["logits"])
-        extra = dict(self.model.d_extra_losses(real_out, fake_out, labels, latent, labeled))
-        penalty = self._penalty(real_in, fake_in, labels, seeds[1])
-        if penalty is not None:
-            extra[o.penalty] = penalty
-        if self.d_history:
-            extra["hist_avg"] = o.hist_avg_discriminator * self.d_history.penalty()
-        metrics = {
-            "d_loss": tf.add_n([adversarial, *extra.values()]),
-            **({"d_adv_loss": adversarial} if extra else {}),
-            **{f"d_{k}": v for k, v in extra.items()},
-            # Mean D(x) and D(G(z)) as probabilities (for critics: of the raw score): 0.5/0.5 is the equilibrium.
-            "d_real": tf.reduce_mean(tf.sigmoid(tf.cast(real_out["logits"], tf.float32))),
-            "d_fake": tf.reduce_mean(tf.sigmoid(tf.cast(fake_out["logits"], tf.float32))),
-        }
-        return metrics
 
-    def _g_losses(self, fake_out, real_out_fn, latent):
-        o = self.options
-        if self.loss.uses_targets:
-            adversarial = self.loss.g_loss(fake_out["logits"], o.g_target)
-        else:
-            adversarial = self.loss.g_loss(fake_out["logits"])
-        extra = dict(self.model.g_extra_losses(fake_out, latent))
-        if o.feature_matching != "none":
-            extra["feature_matching"] = o.feature_matching_weight * losses.feature_matching_loss(real_out_fn()["features"], fake_out["features"])
-        if self.g_history:
-            extra["hist_avg"] = o.hist_avg_generator * self.g_history.penalty()
-        terms = [*extra.values()] + ([] if o.feature_matching == "replace" else [adversarial])
-        return {"g_loss": tf.add_n(terms), **({"g_adv_loss": adversarial} if extra else {}), **{f"g_{k}": v for k, v in extra.items()}}
+class Trainer:
+    """Runs a family's plan. ``optimizers``: one per optimizer group the family declares."""
 
-    # -- applying gradients -----------------------------------------------------------------------
-    # Optimizer steps run in replica context (Keras sums the gradients across replicas); what
+    def __init__(
+        self,
+        model: FamilyModel,
+        optimizers: dict,
+        loss: LossPair,
+        batch_size: int,
+        seed: int,
+        options: TrainOptions | None = None,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
+        self.model, self.loss = model, loss
+        self.options = opts = options or TrainOptions()
+        self.groups = {g.name: g for g in model.groups}
+        missing = [name for name in self.groups if name not in optimizers]
+        if missing:
+            raise ValueError(f"no optimizer for the group(s) {missing} (have {sorted(optimizers)})")
+        self.optimizers = {name: optimizers[name] for name in self.groups}
+        # batch_size is the global batch: a strategy's replicas each train on a slice of it.
+        self.batch_size = batch_size
+        self.strategy = strategy or tf.distribute.get_strategy()
+        # Noise comes from a counter-based generator whose state is a variable: checkpointed with
+        # the weights, so a resumed run draws exactly the noise the uninterrupted one would have.
+        # It is created outside the strategy scope and used only in cross-replica context, so
+        # every strategy draws the same global-batch noise a single device would.
+        self.rng = tf.random.Generator.from_seed(seed)
+        networks = model.networks
+        self.variables = {name: [v for net in g.networks for v in networks[net].trainable_variables] for name, g in self.groups.items()}
+        with self.strategy.scope():
+            # Build optimizer slots now, not lazily inside the first traced call, so they exist
+            # before a checkpoint is restored into them (and are mirrored like the weights).
+            for name, optimizer in self.optimizers.items():
+                optimizer.build(self.variables[name])
+            self.averages = {net: EMAGenerator(networks[net], opts.ema_decay) for net in model.averaged} if opts.ema_decay else {}
+            self.history = {name: HistoricalAverage(self.variables[name], self.groups[name].short)
+                            for name in self.groups if opts.historical_averaging.get(name)}
+        self.plan = model.plan(loss, opts)
+        unknown = [u.group for u in self.plan.updates if u.group not in self.groups]
+        if unknown:
+            raise ValueError(f"the plan updates unknown optimizer group(s) {unknown}; the model declares {list(self.groups)}")
+        self.update_fns = {u.group: tf.function(self._update_fn(u), jit_compile=opts.jit_compile) for u in self.plan.updates}
+        self.joint_update = tf.function(self._joint_update_eager, jit_compile=opts.jit_compile)
+        self.simultaneous = opts.simultaneous and self.plan.joint is not None
+        self.train_step = tf.function(self._train_step_eager)
+        self.train_steps = tf.function(self._train_steps_eager)
+
+    # -- what the loop, sampling and checkpoints read ---------------------------------------------
+    @property
+    def batches_per_step(self) -> int:
+        """Batches one training step reads: where a resumed run re-enters the data stream, and what an epoch counts."""
+        if self.simultaneous:
+            return 1
+        reads = [u.fresh_data or (i == 0 and r == 0) for i, u in enumerate(self.plan.updates) for r in range(u.repeat)]
+        return sum(reads)
+
+    @property
+    def sampling_networks(self) -> dict:
+        """The networks grids and evaluation use: the EMA copies where train.ema_decay keeps them."""
+        return {name: (self.averages[name].model if name in self.averages else net) for name, net in self.model.networks.items()}
+
+    def checkpoint_parts(self) -> dict:
+        """Every variable a checkpoint must carry, by entry name (the noise RNG and step are the caller's)."""
+        parts = {name: net.variables for name, net in self.model.networks.items()}
+        for name, g in self.groups.items():
+            parts[f"{g.short}_optimizer"] = self.optimizers[name].variables
+        for net, ema in self.averages.items():
+            parts[f"ema_{net}"] = ema.variables
+        for name, history in self.history.items():
+            parts[f"{self.groups[name].short}_history"] = history.variables
+        return parts
+
+    def update(self, group: str, batch: dict, latent: dict, seed, labeled: dict | None = None) -> dict:
+        """One update of ``group`` on given inputs (no clipping or averages afterwards): for tests and tools."""
+        return self.update_fns[group](batch, labeled, latent, seed)
+
+    # -- one update, in replica context ----------------------------------------------------------
+    # ``latent`` and ``seed`` are global (drawn in cross-replica context), the batch is already this
+    # replica's slice. Optimizer steps run here (Keras sums the gradients across replicas); what
     # follows an update (clipping, averages) runs once, in cross-replica context, on the result.
-    def _apply_d(self, grads):
-        _check_gradients(grads, self.discriminator.trainable_variables, "discriminator")
-        self.d_optimizer.apply(grads, self.discriminator.trainable_variables)
+    def _update_fn(self, update: Update):
+        def run(batch, labeled, latent, seed):
+            ctx = UpdateContext(self.options, batch, labeled, {k: replica_slice(v) for k, v in latent.items()}, seed)
+            with tf.GradientTape() as tape:
+                total, metrics = self._total(update.group, update.loss(ctx))
+                scaled = _scaled(self.optimizers[update.group], total / num_replicas())  # inside the tape, so it is differentiated
+            self._apply(update.group, tape.gradient(scaled, self.variables[update.group]))
+            return metrics
 
-    def _apply_g(self, grads):
-        _check_gradients(grads, self.generator.trainable_variables, "generator")
-        self.g_optimizer.apply(grads, self.generator.trainable_variables)
+        return run
 
-    def _after_d(self):
-        o = self.options
-        if o.d_clip_value is not None:
-            for v in self.discriminator.trainable_variables:
-                v.assign(tf.clip_by_value(v, -o.d_clip_value, o.d_clip_value))
-        if self.d_history:
-            self.d_history.update()
+    def _joint_update_eager(self, batch, labeled, latent, seed):
+        """Every update's gradient from one forward pass (Plan.joint): one tape per update."""
+        ctx = UpdateContext(self.options, batch, labeled, {k: replica_slice(v) for k, v in latent.items()}, seed)
+        updates = self.plan.updates
+        with contextlib.ExitStack() as stack:
+            tapes = [stack.enter_context(tf.GradientTape()) for _ in updates]
+            losses = self.plan.joint(ctx)
+            results = [self._total(u.group, losses[u.group]) for u in updates]
+            scaled = [_scaled(self.optimizers[u.group], total / num_replicas()) for u, (total, _) in zip(updates, results)]
+        grads = [tape.gradient(s, self.variables[u.group]) for tape, s, u in zip(tapes, scaled, updates)]
+        for u, g in zip(updates, grads):
+            self._apply(u.group, g)
+        return {k: v for _, metrics in results for k, v in metrics.items()}
 
-    def _after_g(self):
-        if self.g_history:
-            self.g_history.update()
-        if self.ema:
-            self.ema.update()
+    def _total(self, group: str, losses: Losses):
+        """The loss an update minimises (the family's terms plus historical averaging) and its metrics."""
+        short = self.groups[group].short
+        terms = dict(losses.terms)
+        if group in self.history:
+            terms["hist_avg"] = self.options.historical_averaging[group] * self.history[group].penalty()
+        total = tf.add_n([v for k, v in terms.items() if k not in losses.unsummed])
+        metrics = {f"{short}_loss": total}
+        if len(terms) > 1:
+            metrics.update({f"{short}_{k}": v for k, v in terms.items()})
+        metrics.update({f"{short}_{k}": v for k, v in losses.metrics.items()})
+        return total, metrics
 
-    # -- updates ----------------------------------------------------------------------------------
-    # The *_update_eager functions run per replica: ``latent`` and ``seed`` are global (drawn in
-    # cross-replica context), images and labels are already this replica's slice.
-    def _d_update_eager(self, real_images, labels, latent, seed, labeled=None):
-        model = self.model
-        latent = {k: replica_slice(v) for k, v in latent.items()}
-        seeds = tf.random.experimental.stateless_split(seed, 3)
-        aug = tf.random.experimental.stateless_split(replica_seed(seeds[0]), 2)
-        with tf.GradientTape() as tape:
-            fake_images = model.generate(latent, training=True)
-            real_in, fake_in = self._augment(real_images, aug[0]), self._augment(fake_images, aug[1])
-            real_out = model.discriminate(real_in, labels, training=True)
-            fake_out = model.discriminate(fake_in, latent.get("labels"), training=True)
-            metrics = self._d_losses(real_in, fake_in, real_out, fake_out, labels, latent, labeled, seeds[2])
-            scaled = _scaled(self.d_optimizer, metrics["d_loss"] / num_replicas())  # inside the tape, so it is differentiated
-        self._apply_d(tape.gradient(scaled, self.discriminator.trainable_variables))
-        return metrics
+    def _apply(self, group: str, grads) -> None:
+        variables = self.variables[group]
+        _check_gradients(grads, variables, group)
+        self.optimizers[group].apply(grads, variables)
 
-    def _g_update_eager(self, latent, real_images, real_labels, seed):
-        model = self.model
-        latent = {k: replica_slice(v) for k, v in latent.items()}
-        aug = tf.random.experimental.stateless_split(replica_seed(seed), 2)
-        with tf.GradientTape() as tape:
-            fake_out = model.discriminate(self._augment(model.generate(latent, training=True), aug[0]), latent.get("labels"), training=True)
-            real_out_fn = lambda: model.discriminate(self._augment(real_images, aug[1]), real_labels, training=True)  # noqa: E731
-            metrics = self._g_losses(fake_out, real_out_fn, latent)
-            scaled = _scaled(self.g_optimizer, metrics["g_loss"] / num_replicas())
-        self._apply_g(tape.gradient(scaled, self.generator.trainable_variables))
-        return metrics
+    def _after(self, group: str) -> None:
+        clip = self.options.clip_values.get(group)
+        if clip is not None:
+            for v in self.variables[group]:
+                v.assign(tf.clip_by_value(v, -clip, clip))
+        if group in self.history:
+            self.history[group].update()
+        for net in self.groups[group].networks:
+            if net in self.averages:
+                self.averages[net].update()
 
-    def _joint_update_eager(self, real_images, labels, latent, seed, labeled=None):
-        """Both updates from one forward pass, as the TensorFlow DCGAN tutorial does.
-
-        G's gradient is taken through D's weights *before* this step's D update (the updates are
-        simultaneous rather than alternating), and G(z), D(x), D(G(z)) are computed once instead of
-        twice: about a third less work per step. It equals a D step followed by a G step on the
-        pre-update D weights with the same noise only when D's forward pass is deterministic (no
-        dropout: here both updates share one dropout mask, two separate passes would draw two) and
-        the G loss needs no second look at the real batch; it never equals the alternating update,
-        whose G step sees the updated D (and, by default, fresh noise).
-        """
-        model = self.model
-        latent = {k: replica_slice(v) for k, v in latent.items()}
-        seeds = tf.random.experimental.stateless_split(seed, 3)
-        aug = tf.random.experimental.stateless_split(replica_seed(seeds[0]), 2)
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake_images = model.generate(latent, training=True)
-            real_in, fake_in = self._augment(real_images, aug[0]), self._augment(fake_images, aug[1])
-            real_out = model.discriminate(real_in, labels, training=True)
-            fake_out = model.discriminate(fake_in, latent.get("labels"), training=True)
-            d_metrics = self._d_losses(real_in, fake_in, real_out, fake_out, labels, latent, labeled, seeds[2])
-            g_metrics = self._g_losses(fake_out, lambda: real_out, latent)
-            n = num_replicas()
-            d_scaled, g_scaled = _scaled(self.d_optimizer, d_metrics["d_loss"] / n), _scaled(self.g_optimizer, g_metrics["g_loss"] / n)
-        d_grads = d_tape.gradient(d_scaled, self.discriminator.trainable_variables)
-        g_grads = g_tape.gradient(g_scaled, self.generator.trainable_variables)
-        self._apply_d(d_grads)
-        self._apply_g(g_grads)
-        return {**d_metrics, **g_metrics}
-
+    # -- one training step, in cross-replica context ----------------------------------------------
     def _train_step_eager(self, iterator, labeled_iterator=None):
-        """One generator update preceded by ``d_steps`` discriminator updates on fresh real batches.
+        """The plan's updates in order, each repeated as declared (``d_steps`` for a critic).
 
         Runs in cross-replica context: it draws the global noise, hands each replica its batch via
         ``strategy.run``, then applies the post-update steps and averages the metrics.
         """
-        run = self.strategy.run
-        if self.options.simultaneous:
-            real_images, labels = _image_and_label(next(iterator))
-            extra = (_image_and_label(next(labeled_iterator)),) if labeled_iterator is not None else ()
+        run, draw = self.strategy.run, lambda: (next(iterator), next(labeled_iterator) if labeled_iterator is not None else None)
+        if self.simultaneous:
+            batch, labeled = draw()
             latent = self.model.sample_latent(self.rng, self.batch_size)
-            metrics = run(self._joint_update, args=(real_images, labels, latent, self.rng.make_seeds(1)[:, 0], *extra))
-            self._after_d()
-            self._after_g()
+            metrics = run(self.joint_update, args=(batch, labeled, latent, self.rng.make_seeds(1)[:, 0]))
+            for u in self.plan.updates:
+                self._after(u.group)
             return self._mean_over_replicas(metrics)
-        for _ in range(self.d_steps):  # unrolled at trace time: d_steps is a small constant
-            real_images, labels = _image_and_label(next(iterator))
-            extra = (_image_and_label(next(labeled_iterator)),) if labeled_iterator is not None else ()
-            latent = self.model.sample_latent(self.rng, self.batch_size)
-            metrics = run(self._d_update, args=(real_images, labels, latent, self.rng.make_seeds(1)[:, 0], *extra))
-            self._after_d()
-        if not self.options.reuse_g_noise:
-            latent = self.model.sample_latent(self.rng, self.batch_size)
-        metrics = {**metrics, **run(self._g_update, args=(latent, real_images, labels, self.rng.make_seeds(1)[:, 0]))}
-        self._after_g()
+        metrics, data, latent = {}, None, None
+        for update in self.plan.updates:
+            for _ in range(update.repeat):  # unrolled at trace time: a small constant
+                if update.fresh_data or data is None:
+                    data = draw()
+                if update.fresh_noise or latent is None:
+                    latent = self.model.sample_latent(self.rng, self.batch_size)
+                out = run(self.update_fns[update.group], args=(*data, latent, self.rng.make_seeds(1)[:, 0]))
+                metrics.update(out)
+                self._after(update.group)
         return self._mean_over_replicas(metrics)
 
     def _mean_over_replicas(self, metrics: dict) -> dict:
         if self.strategy.num_replicas_in_sync == 1:
             return metrics
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in metrics.items()}
-
 
     def _train_steps_eager(self, iterator, k, labeled_iterator=None):
         """``k`` training steps in one compiled call; returns the per-metric sums over them.
@@ -322,9 +287,30 @@ class GANTrainer:
         return sums
 
 
-def _image_and_label(batch: dict):
-    """The roles the one-generator/one-discriminator step reads from a batch (data/source.py)."""
-    return batch["image"], batch["label"]
+class GANTrainer(Trainer):
+    """The one-generator/one-discriminator form: ``GANTrainer(model, g_optimizer, d_optimizer, loss, ...)``."""
+
+    def __init__(self, model, g_optimizer, d_optimizer, loss: LossPair, batch_size: int, seed: int, d_steps: int = 1,
+                 jit_compile: bool = False, options: TrainOptions | None = None, strategy: tf.distribute.Strategy | None = None):
+        options = options or TrainOptions(d_steps=d_steps, jit_compile=jit_compile)
+        super().__init__(model, {"generator": g_optimizer, "discriminator": d_optimizer}, loss, batch_size, seed, options, strategy)
+
+    generator = property(lambda self: self.model.generator)
+    discriminator = property(lambda self: self.model.discriminator)
+    g_optimizer = property(lambda self: self.optimizers["generator"])
+    d_optimizer = property(lambda self: self.optimizers["discriminator"])
+    g_history = property(lambda self: self.history.get("generator"))
+    d_history = property(lambda self: self.history.get("discriminator"))
+    d_steps = property(lambda self: self.options.d_steps)
+
+    @property
+    def sampling_generator(self) -> keras.Model:
+        """The generator sample grids use: the EMA copy when enabled."""
+        return self.sampling_networks["generator"]
+
+    @property
+    def ema(self) -> EMAGenerator | None:
+        return self.averages.get("generator")
 
 
 def _global_uniform(seed, shape, high):
@@ -336,9 +322,9 @@ def _scaled(optimizer, loss):
     return optimizer.scale_loss(loss) if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else loss
 
 
-def _check_gradients(grads, variables, network: str) -> None:
+def _check_gradients(grads, variables, group: str) -> None:
     # A None gradient means a variable is off the loss path: fail at trace time with
     # the variable names instead of letting Keras warn and silently skip it.
     missing = [v.path for g, v in zip(grads, variables) if g is None]
     if missing:
-        raise ValueError(f"{network}: no gradient for {len(missing)} variable(s), they are not on the loss path: {missing[:5]}")
+        raise ValueError(f"{group}: no gradient for {len(missing)} variable(s), they are not on the loss path: {missing[:5]}")

@@ -28,9 +28,10 @@ def test_mixed_precision_trains_and_resumes(tmp_path, mnist_dir, precision, comp
 
 
 def test_float16_uses_loss_scaling(mnist_dir):
+    from gantrain.models.base import GAN_GROUPS
     from gantrain.run import build_optimizers
 
-    g, d = build_optimizers(validate(tiny_config(mnist_dir, precision="mixed_float16")))
+    g, d = build_optimizers(validate(tiny_config(mnist_dir, precision="mixed_float16")), GAN_GROUPS).values()
     assert isinstance(g, keras.optimizers.LossScaleOptimizer) and isinstance(d, keras.optimizers.LossScaleOptimizer)
-    g, d = build_optimizers(validate(tiny_config(mnist_dir)))
+    g, d = build_optimizers(validate(tiny_config(mnist_dir)), GAN_GROUPS).values()
     assert not isinstance(g, keras.optimizers.LossScaleOptimizer)

@@ -142,23 +142,23 @@ def _poison_weights_after_step(monkeypatch, at: int):
     (as after an infinite gradient step)."""
     import gantrain.run
 
-    class Poisoning(gantrain.run.GANTrainer):
+    class Poisoning(gantrain.run.Trainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             compiled, done = self.train_steps, {"steps": 0, "poisoned": False}
 
             def train_steps(iterator, k, *rest):
                 out = compiled(iterator, k, *rest)
-                done["steps"] = int(self.d_optimizer.iterations.numpy())
+                done["steps"] = int(self.optimizers["discriminator"].iterations.numpy())
                 if done["steps"] >= at and not done["poisoned"]:
                     done["poisoned"] = True
-                    var = self.discriminator.trainable_variables[0]
+                    var = self.model.discriminator.trainable_variables[0]
                     var.assign(tf.fill(var.shape, float("nan")))
                 return out
 
             self.train_steps = train_steps
 
-    monkeypatch.setattr(gantrain.run, "GANTrainer", Poisoning)
+    monkeypatch.setattr(gantrain.run, "Trainer", Poisoning)
 
 
 def test_rollback_also_covers_finite_losses_with_non_finite_weights(tmp_path, mnist_dir, monkeypatch):

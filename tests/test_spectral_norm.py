@@ -225,7 +225,7 @@ def test_a_generator_step_leaves_d_weights_unchanged():
     g0 = [v.numpy().copy() for v in G.trainable_variables]
     latent = trainer.model.sample_latent(trainer.rng, 8)
     real = tf.random.stateless_uniform([8, 28, 28, 1], seed=[1, 2], minval=-1, maxval=1)
-    trainer._g_update(latent, real, tf.zeros([8], tf.int32), trainer.rng.make_seeds(1)[:, 0])
+    trainer.update("generator", {"image": real, "label": tf.zeros([8], tf.int32)}, latent, trainer.rng.make_seeds(1)[:, 0])
     for before, v in zip(d0, D.trainable_variables):
         np.testing.assert_array_equal(v.numpy(), before, err_msg=v.path)
     assert any(not np.array_equal(before, v.numpy()) for before, v in zip(g0, G.trainable_variables))  # G did move

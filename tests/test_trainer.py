@@ -6,7 +6,7 @@ from gantrain.data import load_dataset, make_pipeline
 from gantrain.losses import get_loss
 from gantrain.optimizers import build_optimizer
 from gantrain.run import build_model
-from gantrain.trainer import GANTrainer, TrainOptions
+from gantrain.trainer import GANTrainer, Trainer, TrainOptions
 from tests.conftest import image_and_label, tiny_config
 
 
@@ -32,7 +32,7 @@ def test_d_update_changes_only_discriminator_weights(mnist_dir):
     G, D = trainer.generator, trainer.discriminator
     g0, d0 = _snapshot(G.trainable_variables), _snapshot(D.trainable_variables)
     real, labels = image_and_label(next(it))
-    trainer._d_update(real, labels, trainer.model.sample_latent(trainer.rng, 16), tf.constant([1, 2], tf.int64))
+    trainer.update("discriminator", {"image": real, "label": labels}, trainer.model.sample_latent(trainer.rng, 16), tf.constant([1, 2], tf.int64))
     assert not any(_changed(g0, G.trainable_variables)), "a D step must not touch G's weights"
     assert all(_changed(d0, D.trainable_variables)), "every D weight should move after a D step"
 
@@ -42,7 +42,7 @@ def test_g_update_changes_only_generator_weights(mnist_dir):
     G, D = trainer.generator, trainer.discriminator
     g0, d0 = _snapshot(G.trainable_variables), _snapshot(D.trainable_variables)
     real, labels = image_and_label(next(_))
-    trainer._g_update(trainer.model.sample_latent(trainer.rng, 16), real, labels, tf.constant([1, 2], tf.int64))
+    trainer.update("generator", {"image": real, "label": labels}, trainer.model.sample_latent(trainer.rng, 16), tf.constant([1, 2], tf.int64))
     assert not any(_changed(d0, D.trainable_variables)), "a G step must not touch D's weights"
     assert all(_changed(g0, G.trainable_variables)), "every G weight should move after a G step"
 
@@ -67,9 +67,9 @@ def test_simultaneous_update_equals_d_step_and_g_step_on_pre_update_weights(mnis
     real, labels = image_and_label(next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0))))
     latent = joint.model.sample_latent(tf.random.Generator.from_seed(5), 16)
     seed = tf.constant([1, 2], tf.int64)
-    joint._joint_update(real, labels, latent, seed)
-    d_only._d_update(real, labels, latent, seed)
-    g_only._g_update(latent, real, labels, seed)  # D untouched: the pre-update weights
+    joint.joint_update({"image": real, "label": labels}, None, latent, seed)
+    d_only.update("discriminator", {"image": real, "label": labels}, latent, seed)
+    g_only.update("generator", {"image": real, "label": labels}, latent, seed)  # D untouched: the pre-update weights
     for a, b in zip(joint.discriminator.trainable_variables, d_only.discriminator.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     for a, b in zip(joint.generator.trainable_variables, g_only.generator.trainable_variables):
@@ -82,12 +82,12 @@ def test_xla_by_default_only_for_networks_without_convolutions(mnist_dir, tmp_pa
 
     used = []
 
-    class Recording(GANTrainer):
+    class Recording(Trainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             used.append(self.options.jit_compile)
 
-    monkeypatch.setattr(gantrain.run, "GANTrainer", Recording)
+    monkeypatch.setattr(gantrain.run, "Trainer", Recording)
 
     default = tf.distribute.get_strategy()
     decisions = {}
@@ -115,8 +115,8 @@ def test_alternating_with_reused_noise_gives_g_the_d_steps_latent(mnist_dir):
     # The same draws, by hand: latent, the D step's seed, then only the G step's seed.
     real, labels = image_and_label(next(iter(make_pipeline(source, 16, seed=0))))
     latent = manual.model.sample_latent(manual.rng, 16)
-    manual._d_update(real, labels, latent, manual.rng.make_seeds(1)[:, 0])
-    manual._g_update(latent, real, labels, manual.rng.make_seeds(1)[:, 0])
+    manual.update("discriminator", {"image": real, "label": labels}, latent, manual.rng.make_seeds(1)[:, 0])
+    manual.update("generator", {"image": real, "label": labels}, latent, manual.rng.make_seeds(1)[:, 0])
     for a, b in zip(stepped.generator.trainable_variables, manual.generator.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     # With fresh noise (the default) the G step draws a new latent, so the result differs.
@@ -131,8 +131,8 @@ def test_simultaneous_differs_from_separate_steps_when_d_has_dropout(mnist_dir):
     real, labels = image_and_label(next(iter(make_pipeline(load_dataset(validate(tiny_config(mnist_dir))["data"]), 16, seed=0))))
     latent = joint.model.sample_latent(tf.random.Generator.from_seed(5), 16)
     seed = tf.constant([1, 2], tf.int64)
-    joint._joint_update(real, labels, latent, seed)
-    g_only._g_update(latent, real, labels, seed)
+    joint.joint_update({"image": real, "label": labels}, None, latent, seed)
+    g_only.update("generator", {"image": real, "label": labels}, latent, seed)
     assert any(not np.allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6) for a, b in zip(joint.generator.trainable_variables, g_only.generator.trainable_variables))
 
 

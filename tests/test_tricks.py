@@ -18,7 +18,7 @@ from gantrain.models.layers import MinibatchDiscrimination
 from gantrain.optimizers import build_optimizer
 from gantrain.registry import LOSSES, MODELS
 from gantrain.run import build_model
-from gantrain.trainer import GANTrainer, TrainOptions
+from gantrain.trainer import GANTrainer, TrainOptions, UpdateContext
 from tests.conftest import image_and_label, tiny_config
 
 REAL, FAKE = [2.0, -1.0], [0.5, -3.0]
@@ -112,7 +112,7 @@ def test_r1_through_the_trainer_is_taken_on_real_images():
         scores = trainer.discriminator(x, training=True)
     grads = tape.gradient(scores, x).numpy().reshape(8, -1)
     expected = 3.0 * 0.5 * (grads.astype(np.float64) ** 2).sum(axis=1).mean()
-    metrics = trainer._d_update(real, labels, trainer.model.sample_latent(trainer.rng, 8), tf.constant([4, 5], tf.int64))
+    metrics = trainer.update("discriminator", {"image": real, "label": labels}, trainer.model.sample_latent(trainer.rng, 8), tf.constant([4, 5], tf.int64))
     assert float(metrics["d_r1"]) == pytest.approx(expected, rel=1e-4)
 
 
@@ -199,12 +199,12 @@ def test_contract_every_family_with_every_loss(family, loss, eager):
     real, labels = image_and_label(next(iter(make_pipeline(source, 8, seed=0))))
     latent = trainer.model.sample_latent(tf.random.Generator.from_seed(9), 8)
     seed = tf.constant([3, 4], tf.int64)
-    labeled = (image_and_label(next(iter(make_pipeline(labeled_subset(source), 8, seed=1)))),) if trainer.model.uses_labeled_stream else ()
-    before = float(trainer._d_update(real, labels, latent, seed, *labeled)["d_loss"])
-    after = float(trainer._d_update(real, labels, latent, seed, *labeled)["d_loss"])
+    labeled = (next(iter(make_pipeline(labeled_subset(source), 8, seed=1))),) if trainer.model.uses_labeled_stream else ()
+    before = float(trainer.update("discriminator", {"image": real, "label": labels}, latent, seed, *labeled)["d_loss"])
+    after = float(trainer.update("discriminator", {"image": real, "label": labels}, latent, seed, *labeled)["d_loss"])
     assert after < before, f"d_loss {before} -> {after}"
-    before = float(trainer._g_update(latent, real, labels, seed)["g_loss"])
-    after = float(trainer._g_update(latent, real, labels, seed)["g_loss"])
+    before = float(trainer.update("generator", {"image": real, "label": labels}, latent, seed)["g_loss"])
+    after = float(trainer.update("generator", {"image": real, "label": labels}, latent, seed)["g_loss"])
     assert after < before, f"g_loss {before} -> {after}"
 
 
@@ -282,17 +282,22 @@ def test_minibatch_discrimination_layer():
     assert model.discriminator(tf.zeros([2, 28, 28, 1])).shape == (2, 1)
 
 
+def _targets(trainer, batch, seed):
+    """The (real, fake) targets D's update reads for a batch: the trainer's switch, outside any step."""
+    return UpdateContext(trainer.options, {}, None, {}, seed).targets(batch, seed)
+
+
 def test_noisy_and_smoothed_targets_as_configured():
     trainer, _ = _trainer(_raw("dcgan", loss={"name": "non_saturating", "real_target": 0.9}))
     seed = tf.constant([1, 2], tf.int64)
-    assert trainer._targets(4, seed) == (0.9, 0.0)
+    assert _targets(trainer, 4, seed) == (0.9, 0.0)
     trainer, _ = _trainer(_raw("dcgan", loss={"name": "non_saturating", "target_noise": 0.2}))
-    real, fake = trainer._targets(1000, seed)
+    real, fake = _targets(trainer, 1000, seed)
     real, fake = real.numpy(), fake.numpy()
     assert real.min() >= 0.8 and real.max() <= 1.0 and fake.min() >= 0.0 and fake.max() <= 0.2
     assert real.std() > 0.03 and fake.std() > 0.03  # really random, per example
     assert np.corrcoef(real, fake)[0, 1] < 0.2  # real and fake targets are drawn independently
-    other = trainer._targets(1000, tf.constant([1, 3], tf.int64))[0].numpy()
+    other = _targets(trainer, 1000, tf.constant([1, 3], tf.int64))[0].numpy()
     assert not np.allclose(other, real)  # a new seed (a new step) draws new targets
 
 

@@ -1,7 +1,7 @@
 """Dataset loaders (registered in DATASETS) and the shared tf.data pipeline."""
 
 from gantrain.data import cifar10, image_folder, mnist  # noqa: F401
-from gantrain.data.source import ImageSource, make_pipeline, to_uint8, to_unit_range  # noqa: F401
+from gantrain.data.source import ImageSource, Source, make_pipeline, shuffled_indices, to_uint8, to_unit_range  # noqa: F401
 from gantrain.errors import UserError
 from gantrain.registry import DATASETS
 
@@ -15,7 +15,7 @@ def check_split(split: str, flag: str = "split") -> str:
     return split
 
 
-def load_dataset(data_cfg: dict, split: str | None = None) -> ImageSource:
+def load_dataset(data_cfg: dict, split: str | None = None) -> Source:
     """Load the images named by a resolved ``data`` config section (``split`` overrides the config's)."""
     if split is not None:
         check_split(split)

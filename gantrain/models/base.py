@@ -1,11 +1,13 @@
-"""What a model family provides: its config schema, a shape check and a builder of a GANModel.
+"""What a model family provides: its config schema, a shape check and a builder of its model.
 
 A family file subclasses :class:`Family` (registered with ``MODELS.register(name, schema=...)``)
-and, when it needs labels, codes or extra loss terms, a :class:`GANModel`. The trainer only ever
-talks to a built GANModel through the hooks below, so the training step stays generic.
+whose ``build`` returns a :class:`FamilyModel`: the named networks, the optimizer groups that
+train them, the data roles and the plan of one training step (models/plan.py). The generic
+trainer executes that plan; it never asks which family it trains.
 
-The base GANModel is the unconditional GAN: latent ``{"z"}``, D returns ``{"logits"}``, no extra
-loss terms.
+:class:`GANModel` is the FamilyModel of the one-generator/one-discriminator families: latent
+``{"z"}``, D returns ``{"logits"}``, and the adversarial step of models/adversarial.py, which a
+subclass extends with labels, codes or extra loss terms through the hooks below.
 """
 
 from __future__ import annotations
@@ -16,16 +18,59 @@ import keras
 import tensorflow as tf
 from keras.tree import flatten as tree_flatten
 
+from gantrain.models.adversarial import adversarial_plan
+from gantrain.models.plan import Group, Plan
 from gantrain.schema import Field
 
+# The optimizer groups of the one-G/one-D families, in the order their learning rates are logged.
+GAN_GROUPS = (Group("generator", "g", ("generator",)), Group("discriminator", "d", ("discriminator",)))
 
-class GANModel:
+
+class FamilyModel(abc.ABC):
+    """What the generic trainer, the loop and the commands need from a built family.
+
+    ``networks``: name -> keras.Model; ``groups``: the optimizer groups (each network in one);
+    ``averaged``: the networks ``train.ema_decay`` keeps an average of (grids and sampling use the
+    averages). The capability flags are declared here, never discovered with hasattr.
+    """
+
     conditional = False  # True when G takes a class label (sampling accepts --label)
     labels_are_classes = True  # False when the "label" is an unsupervised code (InfoGAN)
     uses_labeled_stream = False  # True when the D loss needs a separate stream of labelled batches
     can_classify = False  # True when D has a class head for real images (classify(images) -> logits; sgan)
     has_codes = False  # True when G has latent codes to traverse (traversal(code, steps, seed); infogan)
+    can_translate = False  # True when a generator maps input images to output images (image-to-image families)
+    generates = False  # True when a "generator" network draws images from latent inputs alone (sample, eval metrics)
     class_names: list = []  # set from the run's meta.json when a trained model is loaded
+    groups: tuple[Group, ...] = ()
+    averaged: tuple[str, ...] = ()
+
+    @property
+    @abc.abstractmethod
+    def networks(self) -> dict[str, keras.Model]:
+        """Every network the family trains, by name (checkpoints key on these names)."""
+
+    @abc.abstractmethod
+    def plan(self, loss, options) -> Plan:
+        """The updates of one training step, built from the configured loss pair and TrainOptions."""
+
+    def sample_latent(self, rng: tf.random.Generator, batch: int, labels=None) -> dict:
+        """The latent inputs of one step, drawn from the trainer's generator (none by default)."""
+        return {}
+
+    @abc.abstractmethod
+    def grid_inputs(self, n: int, seed: int, source) -> dict:
+        """Fixed inputs of the sample grids written during training (noise, or images from ``source``)."""
+
+    @abc.abstractmethod
+    def grid_images(self, inputs: dict, networks: dict):
+        """(images in [-1, 1], rows or None) of a grid from ``inputs``; ``networks`` has the averages substituted."""
+
+
+class GANModel(FamilyModel):
+    generates = True
+    groups = GAN_GROUPS
+    averaged = ("generator",)
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int, num_classes: int = 0):
         self.generator = generator  # latent inputs -> images (batch, H, W, C) in [-1, 1]
@@ -33,6 +78,13 @@ class GANModel:
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self._feature_model = None
+
+    @property
+    def networks(self) -> dict[str, keras.Model]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def plan(self, loss, options) -> Plan:
+        return adversarial_plan(self, loss, options)
 
     def enable_features(self, layer: str | None = None) -> None:
         """Make D also return intermediate features (for feature matching).
@@ -89,22 +141,32 @@ class GANModel:
         rng = tf.random.Generator.from_seed(seed)
         return self.sample_latent(rng, n), None
 
+    def grid_inputs(self, n: int, seed: int, source) -> dict:
+        latent, rows = self.grid_latent(n, seed)
+        return {"latent": latent, "rows": rows}
+
+    def grid_images(self, inputs: dict, networks: dict):
+        return self.generate(inputs["latent"], training=False, generator=networks["generator"]).numpy(), inputs["rows"]
+
 
 class Family(abc.ABC):
     """Base class: override :meth:`build`, and :meth:`check` when some image shapes are impossible.
 
     ``roles``: the data roles one training step reads from every batch (data/source.py); ``fit``
-    and ``validate`` refuse data that cannot provide them.
+    and ``validate`` refuse data that cannot provide them. ``extra_optimizers``: optimizer groups
+    beyond ``generator`` and ``discriminator`` (name -> one-line doc); the config then takes an
+    ``optimizer.<name>`` section for each (Adam by default).
     """
 
     roles: tuple[str, ...] = ("image",)
+    extra_optimizers: dict[str, str] = {}
 
     def check(self, params: dict, image_shape: tuple) -> str | None:
         """Return why this family cannot make ``image_shape`` images, or None if it can."""
         return None
 
     @abc.abstractmethod
-    def build(self, params: dict, image_shape: tuple, num_classes: int) -> GANModel:
+    def build(self, params: dict, image_shape: tuple, num_classes: int) -> FamilyModel:
         """Build the networks for ``image_shape`` images (and ``num_classes`` classes, 0 = unlabelled)."""
 
 

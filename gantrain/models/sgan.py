@@ -53,8 +53,8 @@ class SGANModel(GANModel):
     def d_extra_losses(self, real_out, fake_out, real_labels, latent, labeled=None):
         if labeled is None:
             return {}
-        images, labels = labeled
-        class_logits = self.discriminator(images, training=True)
+        labels = labeled["label"]
+        class_logits = self.discriminator(labeled["image"], training=True)
         return {"supervised_loss": self.supervised_weight * class_cross_entropy(labels, class_logits, mask=labels >= 0)}
 
     def classify(self, images):

@@ -41,8 +41,8 @@ CASES = {
 def build(cfg, source, strategy):
     with strategy.scope():
         model = build_model(cfg, source.image_shape, source.num_classes, synchronized_bn=strategy.num_replicas_in_sync > 1)
-        optimizers = build_optimizers(cfg)
-    return GANTrainer(model, *optimizers, get_loss(cfg["loss"]["name"]), cfg["data"]["batch_size"], cfg["seed"],
+        optimizers = build_optimizers(cfg, model.groups)
+    return GANTrainer(model, optimizers["generator"], optimizers["discriminator"], get_loss(cfg["loss"]["name"]), cfg["data"]["batch_size"], cfg["seed"],
                       options=TrainOptions.from_config(cfg), strategy=strategy)
 
 
