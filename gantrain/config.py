@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from gantrain.errors import UserError
+from gantrain.optimizers import SCHEDULE_FIELDS
 from gantrain.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, PENALTIES
 from gantrain.schema import Context, Field, Select, resolve
 
@@ -56,8 +57,8 @@ SCHEMA: dict = {
     # One section per optimizer group of the family: these two always, plus any the family
     # declares (Family.extra_optimizers, see optimizer_section).
     "optimizer": {
-        "generator": Select("name", OPTIMIZERS, "adam", "generator optimizer", common={"clip_value": Field(None, "weight clipping; only meaningful for the discriminator", "float", min=0, min_exclusive=True, nullable=True)}),
-        "discriminator": Select("name", OPTIMIZERS, "adam", "discriminator optimizer", common={"clip_value": Field(None, "WGAN weight clipping: every D weight kept in [-c, c] after each update (0.01 in the paper)", "float", min=0, min_exclusive=True, nullable=True)}),
+        "generator": Select("name", OPTIMIZERS, "adam", "generator optimizer", common={"clip_value": Field(None, "weight clipping; only meaningful for the discriminator", "float", min=0, min_exclusive=True, nullable=True), **SCHEDULE_FIELDS}),
+        "discriminator": Select("name", OPTIMIZERS, "adam", "discriminator optimizer", common={"clip_value": Field(None, "WGAN weight clipping: every D weight kept in [-c, c] after each update (0.01 in the paper)", "float", min=0, min_exclusive=True, nullable=True), **SCHEDULE_FIELDS}),
     },
     "train": {
         "steps": Field(10000, "training length in generator updates", "int", min=1),
@@ -230,6 +231,7 @@ def validate(raw: dict, ctx: Context | None = None) -> dict:
         ctx.fail(("model",), f"family {cfg['model']['family']!r} cannot produce {image_shape[0]}x{image_shape[1]}x{image_shape[2]} images from data.loader {cfg['data']['loader']!r}: {problem}")
     for key, opt in cfg["optimizer"].items():
         OPTIMIZERS.get(opt["name"]).check(opt, ("optimizer", key), ctx)
+        check_schedule(opt, ("optimizer", key), cfg["train"], ctx)
     check_combinations(cfg, ctx)
     return cfg
 
@@ -246,7 +248,7 @@ def schema_for(raw) -> dict:
 
 def optimizer_section(doc: str) -> Select:
     clip = Field(None, "weight clipping: every weight of this group kept in [-c, c] after each update", "float", min=0, min_exclusive=True, nullable=True)
-    return Select("name", OPTIMIZERS, "adam", doc, common={"clip_value": clip})
+    return Select("name", OPTIMIZERS, "adam", doc, common={"clip_value": clip, **SCHEDULE_FIELDS})
 
 
 def check_combinations(cfg: dict, ctx: Context) -> None:
@@ -278,6 +280,19 @@ def check_combinations(cfg: dict, ctx: Context) -> None:
         ctx.fail(("distribute", "tpu"), f"a TPU address needs distribute.strategy: tpu (it is {dist['strategy']!r})")
     if cfg["loss"]["real_target"] <= cfg["loss"]["fake_target"]:
         ctx.fail(("loss", "real_target"), "must be above loss.fake_target")
+
+
+def check_schedule(opt: dict, path: tuple, train: dict, ctx: Context) -> None:
+    """A schedule's milestones must fall inside the run (known here unless train.epochs decides its length)."""
+    steps = train["steps"] if train["epochs"] is None else None
+    if opt["decay_start"] is not None and opt["schedule"] == "constant":
+        ctx.fail(path + ("decay_start",), "only a linear or cosine schedule decays; set schedule: linear or cosine, or remove decay_start")
+    if steps is None:
+        return
+    if opt["warmup_steps"] >= steps:
+        ctx.fail(path + ("warmup_steps",), f"{opt['warmup_steps']} warm-up steps leave nothing of train.steps {steps}")
+    if opt["decay_start"] is not None and opt["decay_start"] >= steps:
+        ctx.fail(path + ("decay_start",), f"decay would start at step {opt['decay_start']}, after the run ends (train.steps {steps})")
 
 
 def check_penalty(cfg: dict, ctx: Context) -> None:

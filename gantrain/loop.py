@@ -33,6 +33,7 @@ from gantrain.data.labels import labeled_subset
 from gantrain.distribute import agree, check_batch, distribute_pipeline
 from gantrain.errors import TrainingStopped
 from gantrain.images import display_scale, make_grid, save_png
+from gantrain.optimizers import last_rate, set_learning_rate
 
 GRID_SEED = 7919  # mixed into the fixed sample-noise seed, apart from the training noise
 
@@ -154,7 +155,7 @@ class TrainingLoop:
                         row = {key: float(v.numpy()) / count for key, v in sums.items()}
                         row["images_per_sec"] = images / max(now - t_last, 1e-9)
                         for group in self.trainer.groups.values():
-                            row[f"lr_{group.short}"] = float(self.trainer.optimizers[group.name].learning_rate.numpy())
+                            row[f"lr_{group.short}"] = last_rate(self.trainer.optimizers[group.name])
                         self._log(s, row)
                         bar.set_postfix(**{short: f"{row[f'{short}_loss']:.3f}" for short in self.loss_keys}, ips=f"{row['images_per_sec']:.0f}")
                         sums, count, t_last, images = {}, 0, now, 0
@@ -264,7 +265,7 @@ def apply_lr_scale(cfg: dict, trainer, lr_scale: tf.Variable) -> None:
     """Learning rates = the config's rates x the rollback scale (kept in checkpoints)."""
     scale = float(lr_scale.numpy())
     for group, optimizer in trainer.optimizers.items():
-        optimizer.learning_rate.assign(cfg["optimizer"][group]["learning_rate"] * scale)
+        set_learning_rate(optimizer, cfg["optimizer"][group]["learning_rate"] * scale)
 
 
 def _first_non_finite(out: dict):

@@ -27,7 +27,7 @@ from gantrain.errors import UserError
 from gantrain.evaluate import TrainingEvaluator
 from gantrain.losses import get_loss
 from gantrain.models.base import FamilyModel
-from gantrain.optimizers import build_optimizer
+from gantrain.optimizers import build_optimizer, configure_schedules
 from gantrain.registry import MODELS
 from gantrain.runlock import RunLock
 from gantrain.loop import TrainingLoop, apply_lr_scale
@@ -141,6 +141,7 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     )
     if cfg["train"]["epochs"] is not None:  # an epoch counts the batches the steps read (d_steps each, for a critic)
         cfg["train"]["steps"] = max(1, int(round(cfg["train"]["epochs"] * len(source) / (batch_size * trainer.batches_per_step))))
+    configure_schedules(optimizers, cfg["train"]["steps"], trainer.updates_per_step)
     step = tf.Variable(0, dtype=tf.int64, name="step")
     lr_scale = tf.Variable(1.0, dtype=tf.float32, name="lr_scale")  # lowered by NaN rollbacks
     ckpt = make_training_checkpoint(trainer, step, lr_scale)

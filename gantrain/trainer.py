@@ -169,6 +169,14 @@ class Trainer:
         """The networks grids and evaluation use: the EMA copies where train.ema_decay keeps them."""
         return {name: (self.averages[name].model if name in self.averages else net) for name, net in self.model.networks.items()}
 
+    @property
+    def updates_per_step(self) -> dict:
+        """How many times each optimizer group updates in one training step (what its schedule divides by)."""
+        counts = {name: 0 for name in self.groups}
+        for u in self.plan.updates:
+            counts[u.group] += 1 if self.simultaneous else u.repeat
+        return {name: max(1, n) for name, n in counts.items()}
+
     def checkpoint_parts(self) -> dict:
         """Every variable a checkpoint must carry, by entry name (the noise RNG and step are the caller's)."""
         parts = {name: net.variables for name, net in self.model.networks.items()}

@@ -284,7 +284,8 @@ def test_defaults_are_filled_in(tmp_path):
         opt = cfg["optimizer"][key]
         assert opt["name"] == "adam"
         assert opt["learning_rate"] == pytest.approx(2e-4)
-        assert set(opt) == {"name", "learning_rate", "beta_1", "beta_2", "epsilon", "clip_value"}
+        assert set(opt) == {"name", "learning_rate", "beta_1", "beta_2", "epsilon", "clip_value", "schedule", "warmup_steps", "decay_start", "final_factor"}
+        assert (opt["schedule"], opt["warmup_steps"], opt["decay_start"], opt["final_factor"]) == ("constant", 0, None, 0.0)
     assert cfg["log"]["every"] == 100 and cfg["log"]["keep_checkpoints"] == 5
 
 
@@ -543,3 +544,15 @@ def test_keys_that_place_a_run_in_its_data_stream_are_locked_on_resume(tmp_path,
     old = load_config(write(tmp_path, BASE))
     diffs = locked_differences(old, load_config(write(tmp_path, BASE), [override]))
     assert [d.split(":")[0] for d in diffs] == [override.split("=")[0]]
+
+
+def test_schedule_milestones_must_fall_inside_the_run():
+    base = {"model": {"family": "dcgan"}, "data": {"loader": "mnist"}, "train": {"steps": 100}}
+    with pytest.raises(UserError, match=r"optimizer.generator.decay_start: decay would start at step 100, after the run ends \(train.steps 100\)"):
+        validate({**base, "optimizer": {"generator": {"schedule": "linear", "decay_start": 100}}})
+    with pytest.raises(UserError, match=r"optimizer.discriminator.warmup_steps: 100 warm-up steps leave nothing of train.steps 100"):
+        validate({**base, "optimizer": {"discriminator": {"warmup_steps": 100}}})
+    with pytest.raises(UserError, match=r"optimizer.generator.decay_start: only a linear or cosine schedule decays"):
+        validate({**base, "optimizer": {"generator": {"decay_start": 10}}})
+    with pytest.raises(UserError, match=r"optimizer.generator.schedule: 'step' is not one of constant, linear, cosine"):
+        validate({**base, "optimizer": {"generator": {"schedule": "step"}}})
