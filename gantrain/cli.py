@@ -155,6 +155,35 @@ def sample(
 
 @app.command()
 @user_errors
+def translate(
+    run: Path = typer.Argument(..., help="Run directory (or checkpoint prefix) of an image-to-image family: pix2pix or cyclegan."),
+    source: Path = typer.Argument(..., help="An image file, or a folder of images (any size, grey or colour)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output image file (for one input) or folder (keeps the input file names)."),
+    direction: str = typer.Option("a2b", "--direction", help="a2b (pix2pix: input -> target; cyclegan: A -> B) or b2a (cyclegan: B -> A)."),
+    checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest', 'best' or a step number."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist."),
+):
+    """Translate images with a trained pix2pix or CycleGAN generator.
+
+    Images keep their size where the network is fully convolutional (sides it cannot take are
+    reflection-padded, then cropped back). Grey inputs are repeated to a colour model's channels.
+
+    Examples:
+
+      gantrain translate runs/pix2pix_cifar10_colorize photos/ --out coloured/
+
+      gantrain translate runs/cyclegan_horse2deer horse.png --out deer.png --direction a2b
+    """
+    from gantrain.translate import Translator, translate_files
+
+    translator = Translator(run, direction, _which(checkpoint))
+    written = translate_files(translator, source, out, overwrite)
+    where = written[0] if len(written) == 1 else f"{out}/ ({len(written)} files)"
+    typer.echo(f"translated {len(written)} image(s) {direction} with step {translator.step} ({translator.weights_source}) to {where}")
+
+
+@app.command()
+@user_errors
 def classify(
     run: Path = typer.Argument(..., help="Run directory of a family with a classifier head (sgan)."),
     split: str = typer.Option("test", "--split", help="Which split of the run's dataset: test or train."),

@@ -36,6 +36,11 @@ SCHEMA: dict = {
         common={
             "batch_size": Field(64, "images per discriminator step", "int", min=1),
             "labeled_per_class": Field(None, "semi-supervised: keep labels on only this many images per class (the rest unlabeled)", "int", min=1, nullable=True),
+            "pairs": Field(None, "derive (input, target) pairs from each image in the pipeline, for pix2pix on any image data: grey, sobel, canny, "
+                           "blur or downscale of the image -> the image", "str", choices=("grey", "sobel", "canny", "blur", "downscale"), nullable=True),
+            "pairs_factor": Field(None, "derived pairs: Gaussian sigma for canny (default 1) and blur (2), the factor for downscale (4)", "float", min=0, min_exclusive=True, nullable=True),
+            "pairs_jitter": Field(False, "derived pairs: pix2pix random jitter (resize by 286/256, random crop back, random mirror), the same on "
+                                  "both sides of a pair; training batches only", "bool"),
         },
     ),
     "loss": Select(
@@ -226,6 +231,10 @@ def validate(raw: dict, ctx: Context | None = None) -> dict:
     data_entry = DATASETS.entry(cfg["data"]["loader"])
     image_shape = tuple(data_entry.obj.image_shape(cfg["data"]))
     family = MODELS.get(cfg["model"]["family"])
+    for key, reason in family.unsupported.items():
+        path = tuple(key.split("."))
+        if _lookup(cfg, path) != _default(path):
+            ctx.fail(path, f"not available with model.family {cfg['model']['family']!r}: {reason}")
     problem = family.check(cfg["model"], image_shape)
     if problem:
         ctx.fail(("model",), f"family {cfg['model']['family']!r} cannot produce {image_shape[0]}x{image_shape[1]}x{image_shape[2]} images from data.loader {cfg['data']['loader']!r}: {problem}")
@@ -234,6 +243,20 @@ def validate(raw: dict, ctx: Context | None = None) -> dict:
         check_schedule(opt, ("optimizer", key), cfg["train"], ctx)
     check_combinations(cfg, ctx)
     return cfg
+
+
+def _lookup(cfg: dict, path: tuple):
+    for part in path:
+        cfg = cfg[part]
+    return cfg
+
+
+def _default(path: tuple):
+    """The schema default of a dotted key that every config has (a Select's common fields included)."""
+    spec = SCHEMA
+    for part in path:
+        spec = (spec.common if isinstance(spec, Select) else spec)[part]
+    return spec.default
 
 
 def schema_for(raw) -> dict:

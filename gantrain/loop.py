@@ -78,7 +78,8 @@ class TrainingLoop:
         if self.evaluator is not None:
             self.best_manager = ckpt_lib.manager(manager.checkpoint, run_dir / "checkpoints" / "best", 1, step)
             self.evaluator.best = _previous_best(run_dir, cfg["eval"]["metrics"][0])
-        self.grid_inputs = trainer.model.grid_inputs(cfg["log"]["num_samples"], cfg["seed"] * 1000 + GRID_SEED, source)
+        grid_source = evaluation.get("grid_source") or source
+        self.grid_inputs = trainer.model.grid_inputs(cfg["log"]["num_samples"], cfg["seed"] * 1000 + GRID_SEED, grid_source)
         self.nan_step = int(os.environ.get("GANTRAIN_FAULT_NAN_STEP", "0") or 0)
         self.auto_steps = 1  # grows once a call's duration is known (the first one includes tracing)
         # The progress bar shows each update's loss, in the plan's order (d, then g).

@@ -225,7 +225,9 @@ def _train(cfg, out_dir, run_dir, resume, trainer, source, step, lr_scale, ckpt,
 
 def prepare_evaluation(cfg: dict, model: FamilyModel, source) -> dict:
     """The evaluator and held-out split used during training, built (and checked) up front."""
-    out = {"evaluator": None, "accuracy_source": None}
+    out = {"evaluator": None, "accuracy_source": None, "grid_source": None}
+    if model.can_translate:  # grids translate fixed held-out images when the data has a test split
+        out["grid_source"] = held_out_split(cfg["data"])
     if model.can_classify:
         out["accuracy_source"] = held_out_split(cfg["data"])
         if out["accuracy_source"] is None:

@@ -186,6 +186,7 @@ class Trainer:
             parts[f"ema_{net}"] = ema.variables
         for name, history in self.history.items():
             parts[f"{self.groups[name].short}_history"] = history.variables
+        parts.update(self.model.state())
         return parts
 
     def update(self, group: str, batch: dict, latent: dict, seed, labeled: dict | None = None) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from gantrain.data.holdout import holdout_split
 from gantrain.data.source import ImageSource
 from gantrain.errors import UserError
 from gantrain.registry import DATASETS
@@ -28,18 +29,30 @@ SCHEMA = {
     "channels": Field(3, "1 = grey, 3 = RGB (images are converted)", "int", choices=(1, 3)),
     "labels": Field("auto", "auto: class subfolders give labels when present; none: ignore subfolders", "str", choices=("auto", "none")),
     "on_error": Field("fail", "unreadable image files: fail (stop with the file name) or skip (count and warn)", "str", choices=("fail", "skip")),
+    "classes": Field(None, "only these class subfolders, in this order (e.g. [horse, deer]); default: every subfolder with images", "str_list", nullable=True),
+    "holdout": Field(0.0, "fraction held out as the test split (the same images whatever the seed): training uses the rest, evaluation and grids the held-out part", "float", min=0, max=0.9),
+    "holdout_by": Field("image", "image: that fraction of each class's images; class: that fraction of the classes, whole (e.g. face subjects never seen in training)", "str", choices=("image", "class")),
 }
 
 
-def list_images(root: Path, labels: str) -> tuple[list[Path], list[int], list[str]]:
-    """Image files and their class indices; classes are the sorted subfolder names."""
+def list_images(root: Path, labels: str, only: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
+    """Image files and their class indices; classes are the sorted subfolder names (or ``only``, in its order)."""
     if not root.is_dir():
         raise UserError(f"data.root: {root} is not a folder")
     def images_in(folder: Path) -> list[Path]:
         return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
 
     subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    classes = [d for d in subdirs if images_in(d)] if labels == "auto" else []
+    if only:
+        missing = [name for name in only if not (root / name).is_dir()]
+        if missing:
+            have = ", ".join(d.name for d in subdirs) or "none"
+            raise UserError(f"data.classes: no subfolder {missing[0]!r} in {root} (subfolders: {have})")
+        empty = [name for name in only if not images_in(root / name)]
+        if empty:
+            raise UserError(f"data.classes: {root / empty[0]} holds no images")
+        subdirs = [root / name for name in only]
+    classes = [d for d in subdirs if images_in(d)] if labels == "auto" or only else []
     if classes:
         files, ids = [], []
         for i, folder in enumerate(classes):
@@ -75,8 +88,8 @@ def load_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     return arr[..., None] if channels == 1 else arr
 
 
-def load_folder(root: Path, size: tuple[int, int], channels: int, labels: str, on_error: str) -> ImageSource:
-    files, ids, class_names = list_images(root, labels)
+def load_folder(root: Path, size: tuple[int, int], channels: int, labels: str, on_error: str, only: list[str] | None = None) -> ImageSource:
+    files, ids, class_names = list_images(root, labels, only)
 
     def decode(path: Path):
         try:
@@ -105,16 +118,19 @@ class ImageFolder:
         return (*params["image_size"], params["channels"])
 
     def has_splits(self, params: dict) -> bool:
-        return False
+        return params["holdout"] > 0
 
     def check(self, params: dict) -> tuple[str, ...]:
         """The folder must exist and hold images (``gantrain validate``); nothing is decoded. The roles
         provided: class subfolders give labels."""
-        _, _, classes = list_images(Path(params["root"]), params["labels"])
+        _, _, classes = list_images(Path(params["root"]), params["labels"], params["classes"])
         return ("image", "label") if len(classes) >= 2 else ("image",)
 
     def load(self, params: dict, split: str | None = None) -> ImageSource:
-        return load_folder(Path(params["root"]), tuple(params["image_size"]), params["channels"], params["labels"], params["on_error"])
+        source = load_folder(Path(params["root"]), tuple(params["image_size"]), params["channels"], params["labels"], params["on_error"], params["classes"])
+        if params["holdout"] > 0:
+            source = holdout_split(source, params["holdout"], params["holdout_by"], split or "train")
+        return source
 
 
 DATASETS.register("image_folder", description="any folder of PNG/JPEG/PGM/BMP images, optional class subfolders", schema=SCHEMA)(ImageFolder())

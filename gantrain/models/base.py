@@ -58,6 +58,10 @@ class FamilyModel(abc.ABC):
         """The latent inputs of one step, drawn from the trainer's generator (none by default)."""
         return {}
 
+    def state(self) -> dict:
+        """Variables of the family's own algorithm a checkpoint must carry (name -> list), e.g. a history of fakes."""
+        return {}
+
     @abc.abstractmethod
     def grid_inputs(self, n: int, seed: int, source) -> dict:
         """Fixed inputs of the sample grids written during training (noise, or images from ``source``)."""
@@ -160,10 +164,18 @@ class Family(abc.ABC):
 
     roles: tuple[str, ...] = ("image",)
     extra_optimizers: dict[str, str] = {}
+    # Config keys (dotted) this family cannot honour, with the reason: validation refuses any value
+    # but the key's default, in one line.
+    unsupported: dict[str, str] = {}
 
     def check(self, params: dict, image_shape: tuple) -> str | None:
         """Return why this family cannot make ``image_shape`` images, or None if it can."""
         return None
+
+    def params_for_size(self, params: dict, trained_shape: tuple) -> dict:
+        """Parameters that rebuild the trained networks' weights at another image size (fully
+        convolutional families): every size-derived default fixed at its trained value."""
+        return params
 
     @abc.abstractmethod
     def build(self, params: dict, image_shape: tuple, num_classes: int) -> FamilyModel:

@@ -1,0 +1,150 @@
+"""``translate``: run a trained image-to-image model (pix2pix, cyclegan) over image files.
+
+The networks are rebuilt from the run's config and only the translator of the asked direction is
+restored (its EMA copy when the run kept one). Images keep their own size where the architecture
+is fully convolutional: an image whose sides the network cannot take (a U-Net halves the image
+``depth`` times) is reflection-padded up to the next size it can, translated, and cropped back. The
+network is rebuilt for each new size with the trained weights; its depth and block count stay the
+trained ones (``Family.params_for_size``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from gantrain import checkpoint as ckpt_lib
+from gantrain.data.image_folder import EXTENSIONS
+from gantrain.data.source import to_uint8
+from gantrain.errors import UserError
+from gantrain.registry import MODELS
+from gantrain.config import load_config
+from gantrain.rundir import CONFIG, build_model, read_meta
+
+
+class Translator:
+    """One direction of a trained translation model, at any image size the architecture allows."""
+
+    def __init__(self, run, direction: str = "a2b", which="latest"):
+        prefix = ckpt_lib.find_checkpoint(Path(run), which)
+        run_dir = ckpt_lib.run_dir_of(prefix)
+        if not (run_dir / CONFIG).is_file():
+            raise UserError(f"{prefix}: no config.yaml in {run_dir}, so the networks cannot be rebuilt")
+        self.cfg = load_config(run_dir / CONFIG)
+        self.family = MODELS.get(self.cfg["model"]["family"])
+        self.shape = tuple(read_meta(run_dir, self.cfg)["image_shape"])
+        model = build_model(self.cfg, self.shape, 0)
+        if not model.can_translate:
+            raise UserError(f"{run}: model family {self.cfg['model']['family']!r} does not translate images (pix2pix and cyclegan do); "
+                            "use gantrain sample")
+        if direction not in model.translators:
+            raise UserError(f"--direction {direction}: this {self.cfg['model']['family']} model translates {' and '.join(model.translators)}")
+        self.direction, self.net_name = direction, model.translators[direction]
+        self.model = model
+        step = tf.Variable(0, dtype=tf.int64)
+        # With train.ema_decay the averaged weights are what the run is judged by.
+        key = f"ema_{self.net_name}" if self.cfg["train"]["ema_decay"] and self.net_name in model.averaged else self.net_name
+        ckpt_lib.restore(ckpt_lib.make_checkpoint(step, **{key: model.networks[self.net_name].variables}), prefix, what="translator")
+        self.step, self.weights_source = int(step.numpy()), key
+        self.weights = model.networks[self.net_name].get_weights()
+        self._by_size = {self.shape[:2]: model}
+
+    @property
+    def channels(self) -> int:
+        return self.shape[-1]
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """float32 (H, W, C') in [-1, 1] -> the translated (H, W, C) image, at the input's size."""
+        h, w = image.shape[:2]
+        model, (ph, pw) = self._model_for(h, w)
+        x = image
+        if (ph, pw) != (h, w):
+            x = np.pad(image, ((0, ph - h), (0, pw - w), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+        out = model.translate(x[None], self.direction)[0].numpy()
+        return out[:h, :w]
+
+    def _model_for(self, h: int, w: int):
+        size = self._valid_size(h, w)
+        if size not in self._by_size:
+            params = self.family.params_for_size(self.cfg["model"], self.shape)
+            model = build_model({**self.cfg, "model": params}, (*size, self.channels), 0)
+            model.networks[self.net_name].set_weights(self.weights)
+            self._by_size[size] = model
+        return self._by_size[size], size
+
+    def _valid_size(self, h: int, w: int) -> tuple[int, int]:
+        """The smallest size >= (h, w) the network takes: the image is padded up to it."""
+        params = self.family.params_for_size(self.cfg["model"], self.shape)
+        for m in (2 ** k for k in range(12)):
+            size = (math.ceil(h / m) * m, math.ceil(w / m) * m)
+            if self.family.check(params, (*size, self.channels)) is None:
+                return size
+        raise UserError(f"no size near {h}x{w} fits this {self.cfg['model']['family']} model")
+
+
+def read_image(path: Path, channels: int) -> np.ndarray:
+    """Any image file -> float32 (H, W, channels) in [-1, 1]; one-channel files stay one channel (the model repeats them)."""
+    try:
+        with Image.open(path) as img:
+            if img.mode.startswith("I"):  # 16-bit PNG/PGM: scale to 8 bits as the loaders do
+                arr = np.asarray(img, dtype=np.uint32)
+                img = Image.fromarray((arr // 257 if arr.max() > 255 else arr).astype(np.uint8))
+            grey = img.mode in ("1", "L", "LA")  # a grey file stays grey: the model repeats it over its channels
+            img = img.convert("L" if channels == 1 or grey else "RGB")
+            arr = np.asarray(img, dtype=np.float32)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise UserError(f"{path}: cannot read image ({err})") from None
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    return arr / 127.5 - 1.0
+
+
+def input_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        if not files:
+            raise UserError(f"{path}: no images in this folder (looked for {', '.join(sorted(EXTENSIONS))})")
+        return files
+    raise UserError(f"{path}: no such image or folder")
+
+
+def output_paths(inputs: list[Path], source: Path, out: Path) -> list[Path]:
+    """A file for a file; for a folder, the same file names under ``out``."""
+    if source.is_file():
+        if out.is_dir():
+            return [out / source.name]
+        if out.suffix.lower() not in EXTENSIONS:
+            raise UserError(f"--out {out}: give an image file name (.png, .jpg, ...) or an existing folder")
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file; translating a folder writes a folder")
+    return [out / p.name for p in inputs]
+
+
+def translate_files(translator: Translator, source: Path, out: Path, overwrite: bool = False) -> list[Path]:
+    """Translate an image or a folder of images; returns the written paths. Refuses to overwrite."""
+    inputs = input_files(source)
+    outputs = output_paths(inputs, source, out)
+    taken = [p for p in outputs if p.exists()]
+    if taken and not overwrite:
+        raise UserError(f"--out {out}: {len(taken)} output file(s) already exist (e.g. {taken[0]}); pass --overwrite to replace them")
+    if any(p.resolve() == q.resolve() for p, q in zip(inputs, outputs)):
+        raise UserError(f"--out {out}: would overwrite the input images; choose another folder")
+    written = []
+    for src, dst in zip(inputs, outputs):
+        image = to_uint8(translator(read_image(src, translator.channels)))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(dst)
+        except (OSError, ValueError) as err:
+            raise UserError(f"{dst}: cannot write ({err})") from None
+        written.append(dst)
+    if not written:
+        print("nothing to translate", file=sys.stderr)
+    return written
