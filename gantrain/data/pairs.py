@@ -398,4 +398,3 @@ class DerivedPairs(Source):
 def derive_pairs(source: ImageSource, how: str, factor: float | None = None, jitter: bool = False) -> DerivedPairs:
     """Pairs (``how`` of the image -> the image) over ``source``'s images; see :data:`DERIVATIONS`."""
     return DerivedPairs(source, how, factor, jitter)
-
