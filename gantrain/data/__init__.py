@@ -17,10 +17,19 @@ def check_split(split: str, flag: str = "split") -> str:
 
 
 def load_dataset(data_cfg: dict, split: str | None = None) -> Source:
-    """Load the images named by a resolved ``data`` config section (``split`` overrides the config's)."""
+    """Load the images named by a resolved ``data`` config section (``split`` overrides the config's).
+
+    With ``data.pairs`` the images become (derived input, image) pairs; their jitter applies to
+    training batches only, never to a held-out split.
+    """
     if split is not None:
         check_split(split)
-    return DATASETS.get(data_cfg["loader"]).load(data_cfg, split)
+    source = DATASETS.get(data_cfg["loader"]).load(data_cfg, split)
+    if data_cfg.get("pairs"):
+        if not isinstance(source, ImageSource):
+            raise UserError(f"data.pairs: derives pairs from a folder or dataset of images; {source.description} is already {', '.join(source.roles)} data")
+        source = derive_pairs(source, data_cfg["pairs"], data_cfg["pairs_factor"], jitter=data_cfg["pairs_jitter"] and split != "test")
+    return source
 
 
 def check_data(data_cfg: dict) -> tuple[str, ...]:
@@ -29,7 +38,12 @@ def check_data(data_cfg: dict) -> tuple[str, ...]:
     Returns the data roles the configured data provides per example (``image``, and ``label`` when
     it has classes), without decoding anything.
     """
-    return tuple(DATASETS.get(data_cfg["loader"]).check(data_cfg))
+    roles = tuple(DATASETS.get(data_cfg["loader"]).check(data_cfg))
+    if data_cfg.get("pairs"):
+        if "image" not in roles:
+            raise UserError(f"data.pairs: derives pairs from images; data.loader {data_cfg['loader']!r} provides {', '.join(roles)}")
+        return ("source", "target")
+    return roles
 
 
 def require_roles(needed, provided, family: str, data: str) -> None:
