@@ -319,6 +319,7 @@ def eval_(
       gantrain eval --real-a DIR_A --real-b DIR_B --fid --extractor inception_v3 --weights inception_v3.h5
     """
     from gantrain.evaluate import evaluate_folders, evaluate_run, format_report, write_json
+    from gantrain.translation_eval import evaluate_translation, translates
 
     metrics = [m for m, on in (("fid", fid), ("kid", kid), ("is", is_), ("pr", pr), ("accuracy", accuracy)) if on] or ["fid"]
     if real_a is not None or real_b is not None:
@@ -328,7 +329,14 @@ def eval_(
     else:
         if run is None:
             raise UserError("give a RUN directory, or --real-a DIR --real-b DIR")
-        report = evaluate_run(run, metrics, n, split, extractor, weights, _which(checkpoint), seed, not no_cache)
+        if translates(run):  # image-to-image runs: L1/PSNR/SSIM or cycle L1, FID and domain share (gantrain/translation_eval.py)
+            named = [m for m, on in (("--kid", kid), ("--is", is_), ("--pr", pr), ("--accuracy", accuracy)) if on]
+            if named:
+                raise UserError(f"{named[0]}: image-to-image runs are scored with L1, PSNR and SSIM (pix2pix) or cycle L1, FID and the "
+                                "domain classifier's share (cyclegan); drop the flag")
+            report = evaluate_translation(run, _which(checkpoint), n, extractor, weights, seed)  # n: at most this many held-out images
+        else:
+            report = evaluate_run(run, metrics, n, split, extractor, weights, _which(checkpoint), seed, not no_cache)
         write_json(report, Path(report["run_dir"]) / "eval.json")
     if json_out is not None:
         write_json(report, json_out)

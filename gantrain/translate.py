@@ -35,7 +35,7 @@ class Translator:
         run_dir = ckpt_lib.run_dir_of(prefix)
         if not (run_dir / CONFIG).is_file():
             raise UserError(f"{prefix}: no config.yaml in {run_dir}, so the networks cannot be rebuilt")
-        self.cfg = load_config(run_dir / CONFIG)
+        self.cfg, self.run_dir = load_config(run_dir / CONFIG), run_dir
         self.family = MODELS.get(self.cfg["model"]["family"])
         self.shape = tuple(read_meta(run_dir, self.cfg)["image_shape"])
         model = build_model(self.cfg, self.shape, 0)

@@ -296,7 +296,7 @@ def test_canny_finds_a_thin_closed_ring_around_a_square():
 
 
 def test_canny_agrees_with_scikit_image_within_a_pixel(faces):
-    feature = pytest.importorskip("skimage.feature", reason="scikit-image is not installed: the NumPy reference above still runs")
+    from skimage import feature  # a test dependency (pyproject dev extra)
     grey01 = bt601(unit(faces[0]).astype(np.float64)) / 2 + 0.5
     blurred = ndimage.gaussian_filter(grey01, 1.0)
     top = np.hypot(ndimage.sobel(blurred, 0), ndimage.sobel(blurred, 1)).max()

@@ -231,3 +231,62 @@ def test_pix2pix_on_derived_pairs_from_an_image_folder(tmp_path):
     Image.fromarray(_images(8, 1, size=32, channels=1)[0][..., 0], "L").save(grey)
     assert CliRunner().invoke(app, ["translate", str(run), str(grey), "--out", str(out)]).exit_code == 0
     assert Image.open(out).mode == "RGB" and Image.open(out).size == (32, 32)
+
+
+def test_similarity_measures_against_independent_computations():
+    from skimage.metrics import structural_similarity
+
+    from gantrain.metrics.similarity import l1, psnr, ssim
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (2, 16, 16, 3))
+    y = np.clip(x + rng.normal(0, 0.2, x.shape), -1, 1)
+    u, v = x / 2 + 0.5, y / 2 + 0.5
+    np.testing.assert_allclose(l1(x, y), np.abs(u - v).mean(axis=(1, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(psnr(x, y), 10 * np.log10(1 / ((u - v) ** 2).mean(axis=(1, 2, 3))), rtol=1e-12)
+    assert psnr(x, x).tolist() == [100.0, 100.0]
+    sk = [structural_similarity(u[i], v[i], channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+          for i in range(2)]
+    np.testing.assert_allclose(ssim(x, y), sk, rtol=2e-3)
+    np.testing.assert_allclose(ssim(x, x), [1.0, 1.0], rtol=1e-6)
+
+
+def test_eval_of_a_cyclegan_run_reports_cycle_l1_against_the_between_domain_l1(cycle_runs):
+    _, full, _ = cycle_runs
+    result = CliRunner().invoke(app, ["eval", str(full)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((full / "eval.json").read_text())
+    by = {r["metric"]: r for r in report["results"]}
+    assert set(by) == {"cycle_l1_a", "cycle_l1_b"}
+    # By hand on the held-out images: G_BA(G_AB(a)) against a, and random pairs of A and B.
+    from gantrain.data import load_dataset
+    from gantrain.metrics.similarity import l1
+    from gantrain.translate import Translator
+
+    forward, backward = Translator(full, "a2b"), Translator(full, "b2a")
+    held = load_dataset(forward.cfg["data"], split="test")
+    a = held.examples(np.arange(len(held.domain_a)), np.zeros(0, int))["domain_a"]
+    rec = backward.model.translate(forward.model.translate(a, "a2b"), "b2a").numpy()
+    assert by["cycle_l1_a"]["value"] == pytest.approx(float(l1(rec, a).mean()), rel=1e-5)
+    assert by["cycle_l1_a"]["images_a"] == len(a) == 1
+    assert CliRunner().invoke(app, ["eval", str(full), "--kid"]).exit_code == 2
+
+
+def test_eval_of_a_pix2pix_run_puts_each_number_next_to_the_input_as_baseline(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, img in enumerate(_images(7, 10)):
+        Image.fromarray(img).save(folder / f"p{i}.png")
+    cfg = {"model": TINY_P2P, "data": {"loader": "image_folder", "root": str(folder), "image_size": 16, "holdout": 0.2, "pairs": "grey", "batch_size": 2},
+           "train": {"steps": 1}, "log": {"every": 1, "sample_every": 1, "checkpoint_every": 1, "num_samples": 4}}
+    run = gantrain.fit(cfg, run_dir=tmp_path / "run", progress=False)
+    result = CliRunner().invoke(app, ["eval", str(run)])
+    assert result.exit_code == 0, result.output
+    by = {r["metric"]: r for r in json.loads((run / "eval.json").read_text())["results"]}
+    assert set(by) == {"l1", "psnr", "ssim"} and by["l1"]["images"] == 2  # 0.2 of 10 held out
+    from gantrain.data import load_dataset
+    from gantrain.metrics.similarity import l1
+
+    held = load_dataset(validate(cfg)["data"], split="test").examples(np.arange(2))
+    grey3 = np.repeat(held["source"], 3, axis=-1)
+    assert by["l1"]["baseline_value"] == pytest.approx(float(l1(grey3, held["target"]).mean()), abs=1e-5)
