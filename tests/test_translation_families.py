@@ -290,3 +290,21 @@ def test_eval_of_a_pix2pix_run_puts_each_number_next_to_the_input_as_baseline(tm
     held = load_dataset(validate(cfg)["data"], split="test").examples(np.arange(2))
     grey3 = np.repeat(held["source"], 3, axis=-1)
     assert by["l1"]["baseline_value"] == pytest.approx(float(l1(grey3, held["target"]).mean()), abs=1e-5)
+
+
+def test_pix2pix_chroma_output_keeps_the_input_luminance_exactly():
+    """output: chroma: G predicts U and V only; the assembled image's BT.601 luminance is the grey input's."""
+    source = PairedSource(_images(3, 4, channels=1), _images(4, 4))
+    model, trainer = _trainer({**TINY_P2P, "output": "chroma"}, source, loss="non_saturating")
+    assert model.generator.output.shape[-1] == 2 and model.generator.input.shape[-1] == 1
+    grey = next(iter(source.pipeline(2, 0)))["source"]
+    rgb = model.translate(grey).numpy()
+    luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114  # BT.601 on [-1, 1] is affine: same weights
+    clipped = (np.abs(rgb) >= 1.0 - 1e-6).any(axis=-1)  # where a channel clipped, the luminance may move
+    np.testing.assert_allclose(luma[~clipped], grey.numpy()[..., 0][~clipped], atol=2e-5)
+    # An RGB input is reduced to its luminance first: the same output as its grey version.
+    colour = tf.constant(_images(5, 1, channels=3)[None][0] / 127.5 - 1.0, tf.float32)
+    y = tf.image.rgb_to_yuv(colour / 2 + 0.5)[..., :1] * 2 - 1
+    np.testing.assert_allclose(model.translate(colour).numpy(), model.translate(y).numpy(), atol=1e-6)
+    out = trainer.train_step(iter(source.pipeline(2, 0)))
+    assert np.isfinite(float(out["g_l1_loss"]))

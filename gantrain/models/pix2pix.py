@@ -7,8 +7,12 @@ with the input and scores each patch. Losses: G minimises the adversarial term p
 (``image_to_image.reference_scales``). Adam 2e-4, beta_1 0.5, batch 1 in the paper: with batch
 norm at batch 1 in training mode, the normalisation is instance normalisation, as the paper notes.
 
-Data roles: ``source`` (the input) and ``target``. A one-channel input for a colour target (the
-colourisation pairs) is repeated across channels before G and D.
+Data roles: ``source`` (the input) and ``target``. A one-channel input for a colour target is
+repeated across channels before G and D. ``output: chroma`` is colourisation as the reference
+implementation's colorization mode does it (L -> ab in Lab there): G sees the luminance and predicts
+only the two chroma channels, and the image is assembled from the input's luminance and G's chroma.
+We use YUV (BT.601) instead of Lab because its Y is exactly the grey input ``data.pairs: grey``
+derives, so the luminance of every output is the input's and G learns only colour.
 
 Update: ``train.update: auto`` gives the TensorFlow pix2pix tutorial's step (one forward pass of G,
 D's and G's gradients from it); ``alternating`` updates D, then G through the updated D with a fresh
@@ -35,16 +39,35 @@ SCHEMA = {
     "d_norm": Field("batch", "normalisation in D: batch (the paper), instance or none", "str", choices=("batch", "instance", "none")),
     "dropout": Field(0.5, "dropout in the first three decoder blocks of G, active in training: the paper's only noise", "float", min=0, max=0.95),
     "l1_weight": Field(100.0, "lambda: weight of the L1 distance to the target in G's loss (100 in the paper)", "float", min=0),
+    "output": Field("image", "image: G makes the target image (the paper); chroma: colourisation, G sees the luminance and predicts the two "
+                    "chroma channels (YUV), the image keeps the input's luminance (the reference's colorization mode, in YUV)", "str", choices=("image", "chroma")),
 }
+
+# Largest |U| and |V| of BT.601 YUV for RGB in [0, 1]: G's tanh output is scaled to these.
+UV_RANGE = (0.436, 0.615)
 
 class Pix2PixModel(TranslationModel):
     groups = GAN_GROUPS
     averaged = ("generator",)
     translators = {"a2b": "generator"}
 
-    def __init__(self, generator, discriminator, image_shape, l1_weight: float):
+    def __init__(self, generator, discriminator, image_shape, l1_weight: float, chroma: bool = False):
         super().__init__(image_shape)
-        self.generator, self.discriminator, self.l1_weight = generator, discriminator, l1_weight
+        self.generator, self.discriminator, self.l1_weight, self.chroma = generator, discriminator, l1_weight, chroma
+
+    def translate(self, images, direction="a2b", networks=None, training=False):
+        x = self._input(images)
+        out = (networks or self.networks)["generator"](x, training=training)
+        return assemble(x, out) if self.chroma else out
+
+    def _input(self, images):
+        """What G and D are conditioned on: the luminance (chroma output), else the input with the target's channels."""
+        if not self.chroma:
+            return match_channels(images, self.image_shape[-1])
+        images = tf.cast(images, tf.float32)
+        if images.shape[-1] == 1:
+            return images
+        return tf.image.rgb_to_yuv(images / 2.0 + 0.5)[..., :1] * 2.0 - 1.0
 
     @property
     def networks(self):
@@ -69,8 +92,9 @@ class Pix2PixModel(TranslationModel):
         return Plan((Update("discriminator", d_update, repeat=options.d_steps), Update("generator", g_update, fresh_data=False)), joint=joint)
 
     def _forward(self, ctx):
-        source = match_channels(ctx.batch["source"], self.image_shape[-1])
-        return source, ctx.batch["target"], self.generator(source, training=True)
+        source = self._input(ctx.batch["source"])
+        fake = self.generator(source, training=True)
+        return source, ctx.batch["target"], assemble(source, fake) if self.chroma else fake
 
     def _d_losses(self, loss, scale, ctx, source, target, fake) -> Losses:
         seeds = tf.random.experimental.stateless_split(ctx.seed, 2)
@@ -98,6 +122,14 @@ class Pix2PixModel(TranslationModel):
         return self.grid_rows([(inputs["source"], output, inputs["target"])])
 
 
+def assemble(luma, chroma):
+    """RGB in [-1, 1] from the luminance (one channel in [-1, 1]) and G's two chroma channels (tanh, scaled to U and V)."""
+    y = tf.cast(luma, tf.float32) / 2.0 + 0.5
+    uv = tf.cast(chroma, tf.float32) * tf.constant(UV_RANGE)
+    rgb = tf.image.yuv_to_rgb(tf.concat([y, uv], axis=-1))
+    return tf.clip_by_value(rgb, 0.0, 1.0) * 2.0 - 1.0
+
+
 def _mean_sigmoid(logits):
     return tf.reduce_mean(tf.sigmoid(tf.cast(logits, tf.float32)))
 
@@ -110,18 +142,22 @@ class Pix2Pix(Family):
     }
 
     def check(self, params, image_shape):
+        if params["output"] == "chroma" and image_shape[-1] != 3:
+            return "model.output: chroma colourises: it needs colour (3-channel) targets; set data.channels: 3"
         return check_unet_shape(image_shape, params["depth"]) or check_patchgan_shape(image_shape, params["d_layers"])
 
     def params_for_size(self, params, trained_shape):
         return {**params, "depth": params["depth"] or unet_default_depth(*trained_shape[:2])}
 
     def build(self, params, image_shape, num_classes):
+        chroma = params["output"] == "chroma"
         channels = image_shape[-1]
-        generator = unet_generator(image_shape, channels, ngf=params["ngf"], depth=params["depth"], norm=params["g_norm"],
-                                   dropout=params["dropout"], name="generator")
+        given = 1 if chroma else channels  # G and D are conditioned on the luminance alone when G predicts chroma
+        generator = unet_generator((*image_shape[:2], given), 2 if chroma else channels, ngf=params["ngf"], depth=params["depth"],
+                                   norm=params["g_norm"], dropout=params["dropout"], name="generator")
         discriminator = patchgan_discriminator(image_shape, ndf=params["ndf"], n_layers=params["d_layers"], norm=params["d_norm"],
-                                               condition_channels=channels, name="discriminator")
-        return Pix2PixModel(generator, discriminator, image_shape, params["l1_weight"])
+                                               condition_channels=given, name="discriminator")
+        return Pix2PixModel(generator, discriminator, image_shape, params["l1_weight"], chroma)
 
 
 MODELS.register("pix2pix", description="pix2pix: paired translation, U-Net G + 70x70 PatchGAN D, adversarial + 100 x L1 (Isola et al. 2017)", schema=SCHEMA)(Pix2Pix())
