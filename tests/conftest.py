@@ -9,6 +9,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
+import gantrain.models  # noqa: E402,F401  (registers the families)
+from gantrain.registry import MODELS  # noqa: E402
+
+# The families that draw images from noise (one G and one D on "image" batches): the GAN contract
+# tests run on each; the image-to-image families have theirs in tests/test_translation_families.py.
+NOISE_FAMILIES = sorted(name for name in MODELS.names() if "image" in MODELS.get(name).roles)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 MNIST_HELP = ("the tests need real MNIST: set GANTRAIN_MNIST_ROOT to a folder holding its four IDX files "

@@ -134,10 +134,14 @@ def test_family_capabilities_are_declared():
     from gantrain.rundir import build_model
 
     for family in MODELS.names():
-        cfg = validate({"model": {"family": family}, "data": {"loader": "mnist"}})
-        model = build_model(cfg, (28, 28, 1), 10)
+        noise = "image" in MODELS.get(family).roles
+        data = {"loader": "mnist"} if noise else {"loader": "image_folder", "root": "unused", "image_size": 32}
+        cfg = validate({"model": {"family": family}, "data": data})
+        model = build_model(cfg, (28, 28, 1) if noise else (32, 32, 3), 10)
         assert model.can_classify == callable(getattr(model, "classify", None)), family
         assert model.has_codes == callable(getattr(model, "traversal", None)), family
+        assert model.generates == callable(getattr(model, "generate", None)), family
+        assert model.can_translate == bool(getattr(model, "translators", {})), family
     import ast
     from pathlib import Path
 
