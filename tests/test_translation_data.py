@@ -553,3 +553,14 @@ def test_unpaired_folders_errors(tmp_path):
     write_domain(tmp_path / "testB", 1, 10)
     user_error(lambda: unpaired(root=str(tmp_path), holdout=0.1), "data.holdout", "has testA/ and testB/ already")
     user_error(lambda: unpaired(domain_a=str(tmp_path / "trainA" / "000.png"), domain_b=b), "data.domain_a", "is not a folder")
+
+
+def test_image_folder_holdout_by_class_keeps_whole_subjects_out():
+    """data.holdout_by: class (the faces config): 4 of the 40 ORL subjects, all 10 images each, only in the test split."""
+    cfg = data_cfg(loader="image_folder", root=str(shared("orl-faces")), image_size=[32, 32], channels=1, holdout=0.1, holdout_by="class")
+    train, test = load_dataset(cfg), load_dataset(cfg, split="test")
+    assert has_splits(cfg) and (len(train), len(test)) == (360, 40)
+    held = set(np.unique(test.labels))
+    assert len(held) == 4 and not held & set(np.unique(train.labels))
+    assert all((test.labels == c).sum() == 10 for c in held)
+    assert np.array_equal(load_dataset(cfg, split="test").labels, test.labels)  # fixed: the same subjects every time

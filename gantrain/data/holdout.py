@@ -40,5 +40,5 @@ def held_out_indices(labels: np.ndarray, fraction: float, by: str) -> np.ndarray
         chosen = rng.permutation(classes)[:count]
         return np.flatnonzero(np.isin(labels, chosen))
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    out = [g[rng.permutation(len(g))[: max(1, round(fraction * len(g)))]] for g in groups if len(g) > 1]
+    out = [g[rng.permutation(len(g))[: max(1, round(fraction * len(g)))]] for g in groups]
     return np.sort(np.concatenate(out)) if out else np.array([], int)

@@ -53,7 +53,9 @@ def numbered(batches: tf.data.Dataset, start_batch: int) -> tf.data.Dataset:
 
 
 def _finish(ds: tf.data.Dataset, make) -> tf.data.Dataset:
-    return ds.map(make, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    # ``make`` branches on Python values only (jitter on or off, the derivation's name); its loops are
+    # explicit tf.while_loops. AutoGraph would try to convert it anyway and warn on every run.
+    return ds.map(tf.autograph.experimental.do_not_convert(make), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 # ---------------------------------------------------------------------------------------------

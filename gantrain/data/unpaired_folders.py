@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gantrain.data.holdout import held_out_indices
 from gantrain.data.paired_folder import IMAGE_SIZE, ON_ERROR, decode_all, image_files, kept, no_images, read_image
 from gantrain.data.pairs import UnpairedSource
 from gantrain.errors import UserError
@@ -29,10 +30,6 @@ from gantrain.schema import Field
 ROLES = ("domain_a", "domain_b")
 NAMED = ("domain_a", "domain_b", "domain_a_test", "domain_b_test")
 LAYOUT = "trainA/ trainB/ testA/ testB/"
-# Fixed: the held-out images are a property of the data, not of a run. The seed and the draw are
-# those of image_folder's data.holdout (data/holdout.py), so both hold out the same files of a folder.
-HOLDOUT_SEED = 20171
-
 SCHEMA = {
     "root": Field(None, f"folder in the CycleGAN layout ({LAYOUT}); or set domain_a and domain_b instead", "path", nullable=True),
     "domain_a": Field(None, "folder of domain A's images (any two folders, instead of root)", "path", nullable=True),
@@ -92,9 +89,9 @@ def domain_folders(params: dict, split: str) -> list[tuple[str, Path]]:
 
 def holdout_indices(n: int, fraction: float, split: str, folder: Path) -> np.ndarray:
     """Sorted indices of ``split`` ('train' or 'test') among ``n`` sorted files when ``fraction`` is held out
-    as the test split: the first ``max(1, round(fraction * n))`` of a permutation seeded with :data:`HOLDOUT_SEED`."""
+    as the test split: the first ``max(1, round(fraction * n))`` of a permutation seeded with ``data.holdout.SPLIT_SEED``."""
     test = np.zeros(n, bool)
-    test[np.random.default_rng(HOLDOUT_SEED).permutation(n)[: max(1, round(fraction * n))]] = True
+    test[held_out_indices(np.full(n, -1), fraction, "image")] = True  # image_folder's rule: the same files of a folder
     keep = np.flatnonzero(test if split == "test" else ~test)
     if not len(keep):
         raise UserError(f"data.holdout: holding out {fraction:g} of the {n} images in {folder} leaves no {split} images; change data.holdout or add images")

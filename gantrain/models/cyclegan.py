@@ -120,7 +120,8 @@ class CycleGANModel(TranslationModel):
 
     def grid_inputs(self, n, seed, source):
         k = min(n, self.grid_pairs // 2, len(source.domain_a), len(source.domain_b))
-        return source.examples(np.arange(k))
+        spread = lambda count: np.linspace(0, count - 1, k).round().astype(int)  # noqa: E731  (evenly over each domain)
+        return source.examples(spread(len(source.domain_a)), spread(len(source.domain_b)))
 
     def grid_images(self, inputs, networks):
         a, b = inputs["domain_a"], inputs["domain_b"]

@@ -54,8 +54,9 @@ def to_rgb_like(images, channels: int) -> np.ndarray:
 
 
 def fixed_examples(source, n: int) -> dict:
-    """The first ``n`` examples of a paired or unpaired source, unjittered: the same images every run."""
-    return source.examples(np.arange(min(n, len(source))))
+    """``n`` examples spread evenly over a paired source, unjittered: the same images every run (and not
+    all of one class when the files are sorted by class)."""
+    return source.examples(np.linspace(0, len(source) - 1, min(n, len(source))).round().astype(int))
 
 
 def reference_scales(loss) -> tuple[float, float]:
