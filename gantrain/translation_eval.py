@@ -97,6 +97,9 @@ def _unpaired(forward: Translator, backward: Translator, source, n, split, extra
     ]
     if extractor_name is None and weights is None:
         return rows
+    if min(len(a), len(b)) < 2:
+        raise UserError(f"FID needs at least 2 held-out images per domain, this run's data holds out {len(a)} and {len(b)}; "
+                        "hold out more (data.holdout) or drop --extractor/--weights for the cycle L1 alone")
     extractor = get_extractor(extractor_name or "classifier", weights)
     extractor.check_shape(a.shape[1:])
     feats = {}
@@ -104,10 +107,12 @@ def _unpaired(forward: Translator, backward: Translator, source, n, split, extra
         feats[key] = extractor(images)
     names = extractor.class_names or []
     domains = {"a": _class_of(forward.cfg["data"], "domain_a", names, 0), "b": _class_of(forward.cfg["data"], "domain_b", names, 1)}
+    # What "not translated at all" scores: the two real domains against each other.
+    between = float(score(["fid"], feats["a"][0], feats["b"][0], None, seed)["fid"])
     for fake, real, target in (("fake_b", "b", "b"), ("fake_a", "a", "a")):
         what = "G_AB(A) vs real B" if fake == "fake_b" else "G_BA(B) vs real A"
         fid = score(["fid"], feats[real][0], feats[fake][0], feats[fake][1], seed)["fid"]
-        rows.append({"metric": f"fid_{fake}", "value": float(fid), "what": what, **protocol, **extractor.protocol()})
+        rows.append({"metric": f"fid_{fake}", "value": float(fid), "what": what, "real_a_vs_real_b_fid": round(between, 3), **protocol, **extractor.protocol()})
         probs = feats[fake][1]
         if probs is not None:
             share = float((np.argmax(probs, axis=1) == domains[target]).mean())

@@ -116,7 +116,7 @@ def _write_domains(root, n_a=6, n_b=5):
 def _cycle_config(root, steps):
     return {"seed": 1, "model": TINY_CYCLE,
             "data": {"loader": "unpaired_folders", "domain_a": str(root / "A"), "domain_b": str(root / "B"), "image_size": 16, "batch_size": 2,
-                     "holdout": 0.2, "jitter": True},
+                     "holdout": 0.4, "jitter": True},
             "loss": {"name": "least_squares"}, "train": {"steps": steps, "ema_decay": 0.9},
             "log": {"every": 1, "sample_every": 2, "checkpoint_every": 2, "num_samples": 4}}
 
@@ -147,9 +147,9 @@ def test_cyclegan_run_resumes_exactly_with_its_pools(cycle_runs):
     assert int(pool_count) == 3  # capacity 3, full after 4 steps of 2 fakes
     rows = lambda run: [{k: v for k, v in json.loads(line).items() if k != "images_per_sec"} for line in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert rows(full) == rows(part)
-    # The grid: A | G_AB(A) | G_BA(G_AB(A)) and B | G_BA(B) | G_AB(G_BA(B)) on the held-out images (one of each here).
+    # The grid: A | G_AB(A) | G_BA(G_AB(A)) and B | G_BA(B) | G_AB(G_BA(B)) on the held-out images (two of each here).
     grid = np.asarray(Image.open(full / "samples" / "step_000004.png"))
-    assert grid.shape[:2] == ((2 * 18 + 2) * 4, (3 * 18 + 2) * 4)  # 16 px images 2 px apart, shown 4x
+    assert grid.shape[:2] == ((4 * 18 + 2) * 4, (3 * 18 + 2) * 4)  # 16 px images 2 px apart, shown 4x
 
 
 def test_translate_a_folder_and_a_larger_image(cycle_runs, tmp_path):
@@ -268,7 +268,7 @@ def test_eval_of_a_cyclegan_run_reports_cycle_l1_against_the_between_domain_l1(c
     a = held.examples(np.arange(len(held.domain_a)), np.zeros(0, int))["domain_a"]
     rec = backward.model.translate(forward.model.translate(a, "a2b"), "b2a").numpy()
     assert by["cycle_l1_a"]["value"] == pytest.approx(float(l1(rec, a).mean()), rel=1e-5)
-    assert by["cycle_l1_a"]["images_a"] == len(a) == 1
+    assert by["cycle_l1_a"]["images_a"] == len(a) == 2  # round(0.4 x 6) held out
     assert CliRunner().invoke(app, ["eval", str(full), "--kid"]).exit_code == 2
 
 
@@ -308,3 +308,30 @@ def test_pix2pix_chroma_output_keeps_the_input_luminance_exactly():
     np.testing.assert_allclose(model.translate(colour).numpy(), model.translate(y).numpy(), atol=1e-6)
     out = trainer.train_step(iter(source.pipeline(2, 0)))
     assert np.isfinite(float(out["g_l1_loss"]))
+
+
+def test_eval_of_a_cyclegan_run_with_a_domain_classifier(cycle_runs, tmp_path):
+    """FID of translated vs real images next to real A vs real B, and the share the classifier puts in the target domain."""
+    from gantrain.config import validate as validate_cfg
+    from gantrain.extractors.classifier import load_classifier, train_classifier
+
+    root, full, _ = cycle_runs
+    data = validate_cfg({"model": {"family": "dcgan"}, "data": {"loader": "image_folder", "root": str(root), "classes": ["A", "B"],
+                                                                 "image_size": 16, "holdout": 0.2}})["data"]
+    stem = tmp_path / "ab"
+    train_classifier(data, stem, epochs=1, seed=0, batch_size=4)
+    result = CliRunner().invoke(app, ["eval", str(full), "--extractor", "classifier", "--weights", str(stem)])
+    assert result.exit_code == 0, result.output
+    by = {r["metric"]: r for r in json.loads((full / "eval.json").read_text())["results"]}
+    assert {"fid_fake_b", "fid_fake_a", "to_b", "to_a"} <= set(by)
+    # The share by hand: the classifier's argmax on G_AB(held-out A) against class "B".
+    from gantrain.data import load_dataset
+    from gantrain.translate import Translator
+
+    forward = Translator(full, "a2b")
+    held = load_dataset(forward.cfg["data"], split="test")
+    a = held.examples(np.arange(len(held.domain_a)), np.zeros(0, int))["domain_a"]
+    classifier, meta, _ = load_classifier(stem)
+    logits = classifier(forward.model.translate(a, "a2b"), training=False)[0].numpy()
+    assert by["to_b"]["value"] == pytest.approx(float((logits.argmax(axis=1) == meta["class_names"].index("B")).mean()))
+    assert by["fid_fake_b"]["real_a_vs_real_b_fid"] >= 0
