@@ -35,6 +35,8 @@ CASES = {
     # The tutorial's G makes RGB: time pix2pix with the same output (model.output: image).
     "pix2pix_cifar10_b16": ("configs/pix2pix_cifar10_colorize.yaml", ["model.output=image"], 60),
     "cyclegan_cifar10_b4": ("configs/cyclegan_horse2deer.yaml", [], 30),
+    # The tutorial has no history pool: the same without it on gantrain's side.
+    "cyclegan_cifar10_b4_nopool": ("configs/cyclegan_horse2deer.yaml", ["model.pool_size=0"], 30),
 }
 NAMES = {"a": "gantrain", "b": "tutorial-style tf.function loop"}
 
