@@ -227,7 +227,7 @@ def validate(raw: dict, ctx: Context | None = None) -> dict:
     """Resolve a raw config dict against the schema and check cross-field rules."""
     _ensure_registered()
     ctx = ctx or Context()
-    cfg = resolve(schema_for(raw), raw, (), ctx)
+    cfg = resolve(schema_for(raw), with_family_defaults(raw), (), ctx)
     data_entry = DATASETS.entry(cfg["data"]["loader"])
     image_shape = tuple(data_entry.obj.image_shape(cfg["data"]))
     family = MODELS.get(cfg["model"]["family"])
@@ -243,6 +243,25 @@ def validate(raw: dict, ctx: Context | None = None) -> dict:
         check_schedule(opt, ("optimizer", key), cfg["train"], ctx)
     check_combinations(cfg, ctx)
     return cfg
+
+
+def with_family_defaults(raw):
+    """``raw`` with the family's own defaults (``Family.defaults``) for keys the config leaves unset."""
+    model = raw.get("model") if isinstance(raw, dict) else None
+    family = model.get("family") if isinstance(model, dict) else None
+    if not isinstance(family, str) or family not in MODELS or not MODELS.get(family).defaults:
+        return raw
+    raw = copy.deepcopy(raw)
+    for key, value in MODELS.get(family).defaults.items():
+        *sections, last = key.split(".")
+        node = raw
+        for part in sections:
+            if not isinstance(node.get(part, {}), dict):
+                break  # a malformed section: resolve reports it
+            node = node.setdefault(part, {})
+        else:
+            node.setdefault(last, value)
+    return raw
 
 
 def _lookup(cfg: dict, path: tuple):

@@ -556,3 +556,15 @@ def test_schedule_milestones_must_fall_inside_the_run():
         validate({**base, "optimizer": {"generator": {"decay_start": 10}}})
     with pytest.raises(UserError, match=r"optimizer.generator.schedule: 'step' is not one of constant, linear, cosine"):
         validate({**base, "optimizer": {"generator": {"schedule": "step"}}})
+
+
+def test_a_family_default_applies_only_where_the_config_is_silent():
+    """pix2pix and CycleGAN train at batch 1 by default (the papers); other families keep 64; a set value wins."""
+    data = {"loader": "image_folder", "root": "unused", "image_size": 32}
+    assert validate({"model": {"family": "pix2pix"}, "data": data})["data"]["batch_size"] == 1
+    assert validate({"model": {"family": "cyclegan"}, "data": data})["data"]["batch_size"] == 1
+    assert validate({"model": {"family": "pix2pix"}, "data": {**data, "batch_size": 16}})["data"]["batch_size"] == 16
+    assert validate({"model": {"family": "dcgan"}, "data": data})["data"]["batch_size"] == 64
+    raw = {"model": {"family": "pix2pix"}, "data": dict(data)}
+    validate(raw)
+    assert "batch_size" not in raw["data"]  # the caller's dict is left alone

@@ -167,6 +167,9 @@ class Family(abc.ABC):
     # Config keys (dotted) this family cannot honour, with the reason: validation refuses any value
     # but the key's default, in one line.
     unsupported: dict[str, str] = {}
+    # The family's own defaults for general keys (dotted), used where the config does not set them
+    # (pix2pix and CycleGAN train at batch 1, as their papers).
+    defaults: dict = {}
 
     def check(self, params: dict, image_shape: tuple) -> str | None:
         """Return why this family cannot make ``image_shape`` images, or None if it can."""

@@ -141,6 +141,7 @@ def _l1(x, y):
 
 class CycleGan(Family):
     roles = ("domain_a", "domain_b")
+    defaults = {"data.batch_size": 1}  # the paper's batch size
     unsupported = {
         "train.diffaugment": "DiffAugment is not part of CycleGAN; use data.jitter (resize, crop, flip) as the paper",
         "loss.feature_matching": "feature matching is defined for one-generator noise models",
@@ -171,4 +172,4 @@ class CycleGan(Family):
         return CycleGANModel(networks, image_shape, params["cycle_weight"], params["identity_weight"], params["pool_size"])
 
 
-MODELS.register("cyclegan", description="CycleGAN: unpaired translation, two ResNet G + two PatchGAN D, cycle and identity L1 (Zhu et al. 2017)", schema=SCHEMA)(CycleGan())
+MODELS.register("cyclegan", description="CycleGAN: unpaired translation, two ResNet G + two PatchGAN D, cycle and identity L1, batch 1 by default (Zhu et al. 2017)", schema=SCHEMA)(CycleGan())

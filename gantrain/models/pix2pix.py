@@ -136,6 +136,7 @@ def _mean_sigmoid(logits):
 
 class Pix2Pix(Family):
     roles = ("source", "target")
+    defaults = {"data.batch_size": 1}  # the paper: batch 1, where batch norm is instance norm
     unsupported = {
         "train.diffaugment": "DiffAugment would transform the input and the target differently; pix2pix uses data.jitter instead",
         "loss.feature_matching": "feature matching is defined for one-generator noise models",
@@ -160,4 +161,4 @@ class Pix2Pix(Family):
         return Pix2PixModel(generator, discriminator, image_shape, params["l1_weight"], chroma)
 
 
-MODELS.register("pix2pix", description="pix2pix: paired translation, U-Net G + 70x70 PatchGAN D, adversarial + 100 x L1 (Isola et al. 2017)", schema=SCHEMA)(Pix2Pix())
+MODELS.register("pix2pix", description="pix2pix: paired translation, U-Net G + 70x70 PatchGAN D, adversarial + 100 x L1, batch 1 by default (Isola et al. 2017)", schema=SCHEMA)(Pix2Pix())
