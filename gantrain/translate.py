@@ -19,7 +19,7 @@ import tensorflow as tf
 from PIL import Image
 
 from gantrain import checkpoint as ckpt_lib
-from gantrain.data.image_folder import EXTENSIONS
+from gantrain.data.image_folder import EXTENSIONS, eight_bit
 from gantrain.data.source import to_uint8
 from gantrain.errors import UserError
 from gantrain.registry import MODELS
@@ -91,9 +91,7 @@ def read_image(path: Path, channels: int) -> np.ndarray:
     """Any image file -> float32 (H, W, channels) in [-1, 1]; one-channel files stay one channel (the model repeats them)."""
     try:
         with Image.open(path) as img:
-            if img.mode.startswith("I"):  # 16-bit PNG/PGM: scale to 8 bits as the loaders do
-                arr = np.asarray(img, dtype=np.uint32)
-                img = Image.fromarray((arr // 257 if arr.max() > 255 else arr).astype(np.uint8))
+            img = eight_bit(img)  # 16-bit PNG/PGM: scaled to 8 bits as the loaders do
             grey = img.mode in ("1", "L", "LA")  # a grey file stays grey: the model repeats it over its channels
             img = img.convert("L" if channels == 1 or grey else "RGB")
             arr = np.asarray(img, dtype=np.float32)

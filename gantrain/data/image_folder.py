@@ -71,12 +71,7 @@ def list_images(root: Path, labels: str, only: list[str] | None = None) -> tuple
 def load_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     """Decode, convert, resize the shorter side to fit and centre-crop to ``size`` (height, width)."""
     with Image.open(path) as img:
-        if img.mode.startswith("I"):
-            # 16/32-bit integer images (16-bit PNG, some PGM): Pillow's convert() clips to 255,
-            # so scale 16-bit values down to 8 bits first.
-            arr = np.asarray(img, dtype=np.uint32)
-            img = Image.fromarray((arr // 257 if arr.max() > 255 else arr).astype(np.uint8))
-        img = img.convert("L" if channels == 1 else "RGB")
+        img = eight_bit(img).convert("L" if channels == 1 else "RGB")
         height, width = size
         scale = max(height / img.height, width / img.width)
         new = (max(width, round(img.width * scale)), max(height, round(img.height * scale)))
@@ -86,6 +81,14 @@ def load_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
         img = img.crop((left, top, left + width, top + height))
         arr = np.asarray(img, dtype=np.uint8)
     return arr[..., None] if channels == 1 else arr
+
+
+def eight_bit(img: Image.Image) -> Image.Image:
+    """16/32-bit integer images (16-bit PNG, some PGM) scaled to 8 bits: Pillow's convert() would clip them at 255."""
+    if not img.mode.startswith("I"):
+        return img
+    arr = np.asarray(img, dtype=np.uint32)
+    return Image.fromarray((arr // 257 if arr.max() > 255 else arr).astype(np.uint8))
 
 
 def load_folder(root: Path, size: tuple[int, int], channels: int, labels: str, on_error: str, only: list[str] | None = None) -> ImageSource:

@@ -22,12 +22,11 @@ pass: D scores the fakes G made before its own update, as ``optimize_parameters`
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from gantrain.models.base import Family
 from gantrain.models.image_pool import ImagePool
-from gantrain.models.image_to_image import TranslationModel, reference_scales
+from gantrain.models.image_to_image import TranslationModel, reference_scales, spread
 from gantrain.models.plan import Group, Losses, Plan, Update
 from gantrain.models.translation import (check_patchgan_shape, check_resnet_shape, check_unet_shape, patchgan_discriminator,
                                          resnet_generator, unet_default_depth, unet_generator)
@@ -120,8 +119,7 @@ class CycleGANModel(TranslationModel):
 
     def grid_inputs(self, n, seed, source):
         k = min(n, self.grid_pairs // 2, len(source.domain_a), len(source.domain_b))
-        spread = lambda count: np.linspace(0, count - 1, k).round().astype(int)  # noqa: E731  (evenly over each domain)
-        return source.examples(spread(len(source.domain_a)), spread(len(source.domain_b)))
+        return source.examples(spread(len(source.domain_a), k), spread(len(source.domain_b), k))
 
     def grid_images(self, inputs, networks):
         a, b = inputs["domain_a"], inputs["domain_b"]

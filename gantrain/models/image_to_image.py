@@ -30,7 +30,7 @@ class TranslationModel(FamilyModel):
 
     def grid_rows(self, triples) -> tuple[np.ndarray, int]:
         """Rows of [input, output, third] images -> (images for make_grid, row count)."""
-        rows = [np.concatenate([to_rgb_like(x, self.image_shape[-1]) for x in row], axis=0) for row in triples]
+        rows = [np.concatenate([np.asarray(match_channels(x, self.image_shape[-1])) for x in row], axis=0) for row in triples]
         images = np.concatenate(rows, axis=0)
         # Interleave so that each grid row is one example: input | output | third.
         n = len(triples[0][0])
@@ -48,15 +48,10 @@ def match_channels(images, channels: int):
     raise ValueError(f"the model takes {channels}-channel images, got {have} channels")
 
 
-def to_rgb_like(images, channels: int) -> np.ndarray:
-    images = np.asarray(images)
-    return np.repeat(images, channels, axis=-1) if images.shape[-1] == 1 and channels > 1 else images
-
-
-def fixed_examples(source, n: int) -> dict:
-    """``n`` examples spread evenly over a paired source, unjittered: the same images every run (and not
-    all of one class when the files are sorted by class)."""
-    return source.examples(np.linspace(0, len(source) - 1, min(n, len(source))).round().astype(int))
+def spread(count: int, k: int) -> np.ndarray:
+    """``k`` indices spread evenly over ``count`` items: fixed grid examples that are not all of one
+    class when the files are sorted by class."""
+    return np.linspace(0, count - 1, min(k, count)).round().astype(int)
 
 
 def reference_scales(loss) -> tuple[float, float]:

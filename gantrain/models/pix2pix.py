@@ -24,7 +24,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from gantrain.models.base import GAN_GROUPS, Family
-from gantrain.models.image_to_image import TranslationModel, fixed_examples, match_channels, reference_scales
+from gantrain.models.image_to_image import TranslationModel, match_channels, reference_scales, spread
 from gantrain.models.plan import Losses, Plan, Update
 from gantrain.models.translation import check_patchgan_shape, check_unet_shape, patchgan_discriminator, unet_default_depth, unet_generator
 from gantrain.registry import MODELS
@@ -115,7 +115,7 @@ class Pix2PixModel(TranslationModel):
         return Losses({"adv_loss": scale * adversarial, "l1_loss": self.l1_weight * l1})
 
     def grid_inputs(self, n, seed, source):
-        return fixed_examples(source, min(n, self.grid_pairs))
+        return source.examples(spread(len(source), min(n, self.grid_pairs)))  # unjittered: the same images every run
 
     def grid_images(self, inputs, networks):
         output = self.translate(inputs["source"], "a2b", networks).numpy()
