@@ -2,7 +2,8 @@
 
 pix2pix, on the held-out pairs: L1, PSNR and SSIM of G(input) against the target, each next to the
 same number for the trivial baseline, the input itself as the answer (a grey copy for colourisation,
-the edge map for edges, the bicubic upscale for downscaled inputs).
+the edge map for edges, the bicubic upscale for downscaled inputs). Pairs whose input already is the
+target (greyscale photographs in a colourisation set) are left out and counted.
 
 CycleGAN, on the held-out images of each domain: the cycle-reconstruction L1 per direction next to
 the L1 between the two domains (random pairs: what "unrelated images" score); with a feature
@@ -70,14 +71,34 @@ def _translate(translator: Translator, images: np.ndarray) -> np.ndarray:
 def _paired(translator: Translator, source, n, split) -> list[dict]:
     pairs = source.examples(_take(n, len(source)))
     x, y = pairs["source"], pairs["target"]
-    output = _translate(translator, x)
-    baseline = match_channels(x, y.shape[-1])
     protocol = {"images": len(y), "real_split": split, "scale": "images in [0, 1]; SSIM: 11x11 Gaussian window, sigma 1.5",
                 "baseline": "the input itself as the output (channels repeated)"}
+    return paired_scores(_translate(translator, x), np.asarray(match_channels(x, y.shape[-1])), y, protocol)
+
+
+# Half an 8-bit level on the [-1, 1] scale: inputs closer than this to their target everywhere are the
+# same image once saved.
+SAME_IMAGE = 1.0 / 255.0
+
+
+def paired_scores(output, baseline, target, protocol: dict) -> list[dict]:
+    """L1, PSNR and SSIM of ``output`` and of ``baseline`` against ``target``, averaged per image.
+
+    Pairs whose baseline (the input) already is the target to 8-bit precision are left out and
+    counted: a greyscale photograph in a colourisation set has nothing to translate, and the copy's
+    PSNR there is infinite, so a few of them decide the mean (as colourisation benchmarks drop
+    greyscale images from their test sets).
+    """
+    same = np.abs(np.asarray(baseline, np.float64) - np.asarray(target, np.float64)).max(axis=(1, 2, 3)) < SAME_IMAGE
+    keep = ~same
+    if not keep.any():
+        raise UserError(f"all {len(target)} held-out inputs already are their targets (to 8-bit precision): there is nothing to translate; "
+                        "check data.pairs and the folders")
+    output, baseline, target = np.asarray(output)[keep], np.asarray(baseline)[keep], np.asarray(target)[keep]
+    protocol = {**protocol, "images": int(keep.sum()), "left_out_as_already_the_target": int(same.sum())}
     rows = []
     for name, fn, better in (("l1", l1, "lower"), ("psnr", psnr, "higher"), ("ssim", ssim, "higher")):
-        model_values, base_values = fn(output, y), fn(np.asarray(baseline), y)
-        rows.append({"metric": name, "value": float(model_values.mean()), "baseline_value": round(float(base_values.mean()), 5),
+        rows.append({"metric": name, "value": float(fn(output, target).mean()), "baseline_value": round(float(fn(baseline, target).mean()), 5),
                      "better": better, **protocol})
     return rows
 

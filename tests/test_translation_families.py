@@ -292,6 +292,32 @@ def test_eval_of_a_pix2pix_run_puts_each_number_next_to_the_input_as_baseline(tm
     assert by["l1"]["baseline_value"] == pytest.approx(float(l1(grey3, held["target"]).mean()), abs=1e-5)
 
 
+def test_paired_scores_leave_out_pairs_whose_input_is_already_the_target():
+    """A greyscale photograph in a colourisation test set is its own answer: the grey copy's PSNR is
+    infinite there (100 dB at the cap), which outweighed the model's gain on every other image (14
+    such of CIFAR-10's 1,000 held-out images gave the grey copy +0.9 dB). Such pairs, equal to 8-bit
+    precision, are left out of every measure and counted in the protocol; near-grey ones stay."""
+    from gantrain.metrics.similarity import l1, psnr, ssim
+    from gantrain.translation_eval import paired_scores
+
+    rng = np.random.default_rng(1)
+    target = rng.uniform(-1, 1, (4, 16, 16, 3))
+    target[1] = target[1, ..., :1]  # a grey photograph: R = G = B
+    near = target[2].mean(axis=-1, keepdims=True)
+    target[2] = near + rng.choice([-2, 2], target[2].shape) / 255.0  # one 8-bit level from grey: a real test case
+    baseline = np.repeat(target.mean(axis=-1, keepdims=True), 3, axis=-1)
+    baseline[1] = target[1] + 0.4 / 255.0  # below half an 8-bit level: the same image
+    output = np.clip(target + rng.normal(0, 0.05, target.shape), -1, 1)
+    rows = {r["metric"]: r for r in paired_scores(output, baseline, target, {"images": 4})}
+    keep = [0, 2, 3]
+    for name, fn in (("l1", l1), ("psnr", psnr), ("ssim", ssim)):
+        assert rows[name]["value"] == pytest.approx(float(fn(output[keep], target[keep]).mean()), rel=1e-9)
+        assert rows[name]["baseline_value"] == pytest.approx(float(fn(baseline[keep], target[keep]).mean()), abs=1e-5)
+        assert rows[name]["images"] == 3 and rows[name]["left_out_as_already_the_target"] == 1
+    with pytest.raises(gantrain.errors.UserError, match="already"):
+        paired_scores(output[1:2], baseline[1:2], target[1:2], {"images": 1})
+
+
 def test_pix2pix_chroma_output_keeps_the_input_luminance_exactly():
     """output: chroma: G predicts U and V only; the assembled image's BT.601 luminance is the grey input's."""
     source = PairedSource(_images(3, 4, channels=1), _images(4, 4))
