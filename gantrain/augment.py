@@ -110,6 +110,13 @@ def cutout(x, seed, ratio: float = 0.5):
     return x * (1 - tf.cast(inside, x.dtype))[..., None]
 
 
+def flip(x, seed):
+    """Mirror each image left-right with probability 1/2 (not a DiffAugment policy: the domain
+    classifiers train with it, on data where a mirror image is as likely as the image)."""
+    mirrored = tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 1], seed=seed) < 0.5
+    return tf.where(mirrored, tf.reverse(x, axis=[2]), x)
+
+
 _OPS = {"color": color, "translation": translation, "cutout": cutout}
 
 

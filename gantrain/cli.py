@@ -268,6 +268,8 @@ def classifier_train(
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Output stem: writes STEM.weights.h5 and STEM.json (default: runs/classifiers/<loader>_classifier)."),
     epochs: int = typer.Option(5, "--epochs", min=1, help="Passes over the training split."),
+    augment: str = typer.Option("", "--augment", help="Comma-separated training augmentations: flip (mirror left-right), translation "
+                                "(shift up to 1/8 of the side). For photographs, not digits. Default: none."),
 ):
     """Train a small CNN classifier on a labelled dataset and record its test accuracy.
 
@@ -282,7 +284,7 @@ def classifier_train(
 
     cfg = load_config(config, set_)
     stem = out or Path("runs") / "classifiers" / f"{cfg['data']['loader']}_classifier"
-    record = train_classifier(cfg["data"], stem, epochs, cfg["seed"])
+    record = train_classifier(cfg["data"], stem, epochs, cfg["seed"], augment=tuple(a.strip() for a in augment.split(",") if a.strip()))
     typer.echo(f"test accuracy {record['test_accuracy']:.4f} on {record['tested_on']}; wrote {stem}.weights.h5 and {stem}.json")
 
 

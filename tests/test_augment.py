@@ -153,3 +153,51 @@ def test_diff_augment_is_the_official_pipeline_and_deterministic():
     ch, cw, cy, cx = _cutout_draws(s_cut, 8, 12, 10)
     expected = expected * ref_cutout_mask(12, 10, ch, cw, cy, cx)[..., None]
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_flip_mirrors_about_half_the_images_and_leaves_the_rest():
+    from gantrain.augment import flip
+
+    x = tf.random.stateless_uniform([64, 5, 7, 2], seed=[3, 4], minval=-1, maxval=1)
+    out = flip(x, tf.constant([1, 2])).numpy()
+    mirrored = np.array([np.array_equal(o, xi[:, ::-1]) for o, xi in zip(out, x.numpy())])
+    same = np.array([np.array_equal(o, xi) for o, xi in zip(out, x.numpy())])
+    assert (mirrored ^ same).all()  # each image is itself or its mirror, never both (no symmetric image here)
+    assert 20 <= mirrored.sum() <= 44  # Binomial(64, 1/2): outside this band with probability < 0.2%
+    np.testing.assert_array_equal(flip(x, tf.constant([1, 2])).numpy(), out)  # stateless: same seed, same result
+
+
+def test_classifier_training_pipeline_augments_each_image_by_a_mirror_and_a_shift():
+    """Every image the classifier trains on is its source image, maybe mirrored, shifted by at most
+    1/8 of the side with zero fill (checked against all 2 x 9 x 9 candidates built in numpy), with its
+    own label; one epoch holds every image once, and a second epoch draws other augmentations."""
+    from gantrain.extractors.classifier import augmented
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (10, 32, 32, 3)).astype(np.float32)
+    labels = np.arange(10)
+    ds, steps = augmented(x, labels, batch_size=4, epochs=2, seed=5, augment=("flip", "translation"))
+    assert steps == 3
+    batches = list(ds.as_numpy_iterator())
+    assert len(batches) == 6
+
+    def candidates(img):
+        out = []
+        for m in (img, img[:, ::-1]):
+            padded = np.pad(m, ((4, 4), (4, 4), (0, 0)))
+            out += [(dy, dx, mirror, padded[4 + dy:36 + dy, 4 + dx:36 + dx]) for dy in range(-4, 5) for dx in range(-4, 5) for mirror in [m is not img]]
+        return out
+
+    draws = []
+    for epoch in (0, 1):
+        seen = []
+        for images, ys in batches[3 * epoch:3 * epoch + 3]:
+            for image, y in zip(images, ys):
+                match = [(dy, dx, mirror) for dy, dx, mirror, c in candidates(x[y]) if np.array_equal(c, image)]
+                assert match, f"image {y} is not a mirrored/shifted copy of its source"
+                seen.append(int(y))
+                draws.append((epoch, int(y), match[0]))
+        assert sorted(seen) == list(range(10))
+    by_epoch = [{y: m for e, y, m in draws if e == epoch} for epoch in (0, 1)]
+    assert by_epoch[0] != by_epoch[1]
+    assert len({m for e, y, m in draws}) > 5  # the shifts and mirrors vary between images

@@ -345,7 +345,10 @@ def test_eval_of_a_cyclegan_run_with_a_domain_classifier(cycle_runs, tmp_path):
     data = validate_cfg({"model": {"family": "dcgan"}, "data": {"loader": "image_folder", "root": str(root), "classes": ["A", "B"],
                                                                  "image_size": 16, "holdout": 0.2}})["data"]
     stem = tmp_path / "ab"
-    train_classifier(data, stem, epochs=1, seed=0, batch_size=4)
+    train_classifier(data, stem, epochs=1, seed=0, batch_size=4, augment=("flip", "translation"))
+    assert load_classifier(stem)[1]["augment"] == ["flip", "translation"]
+    bad = CliRunner().invoke(app, ["classifier", "train", str(full / "config.yaml"), "--augment", "flip,rotate", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "rotate" in bad.output and not (tmp_path / "bad.json").exists()
     result = CliRunner().invoke(app, ["eval", str(full), "--extractor", "classifier", "--weights", str(stem)])
     assert result.exit_code == 0, result.output
     by = {r["metric"]: r for r in json.loads((full / "eval.json").read_text())["results"]}

@@ -48,8 +48,41 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def train_classifier(data_cfg: dict, out: Path, epochs: int, seed: int, batch_size: int = 128) -> dict:
+# What ``gantrain classifier train --augment`` may name: label-preserving for natural photographs
+# (CIFAR-style classes, the CycleGAN domains); digits are not mirror-symmetric, so none is the default.
+AUGMENTS = ("flip", "translation")
+
+
+def augmented(x: np.ndarray, labels: np.ndarray, batch_size: int, epochs: int, seed: int, augment: tuple) -> tuple:
+    """A shuffled, augmented tf.data pipeline over ``epochs`` passes and its steps per epoch.
+
+    Each batch draws its augmentation from the stateless seed (seed, batch number): mirror left-right
+    with probability 1/2 (``flip``) and shift by up to 1/8 of the side with zero fill
+    (``translation``: the pad-4-and-crop of CIFAR classifiers at 32x32).
+    """
+    import tensorflow as tf
+
+    from gantrain.augment import flip, translation
+
+    ops = {"flip": flip, "translation": translation}
+    steps = -(-len(x) // batch_size)
+
+    def apply(i, batch):
+        images, y = batch
+        seeds = tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), i]), len(augment))
+        for k, name in enumerate(augment):
+            images = ops[name](images, seeds[k])
+        return images, y
+
+    ds = tf.data.Dataset.from_tensor_slices((x, labels)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).repeat(epochs).enumerate().map(apply).prefetch(2), steps
+
+
+def train_classifier(data_cfg: dict, out: Path, epochs: int, seed: int, batch_size: int = 128, augment: tuple = ()) -> dict:
     """Train on the config's train split, report accuracy on its test split, save weights + JSON."""
+    unknown = sorted(set(augment) - set(AUGMENTS))
+    if unknown:
+        raise UserError(f"--augment: unknown augmentation {', '.join(unknown)}; choose from {', '.join(AUGMENTS)} (comma-separated)")
 
     # A training command: Keras fit's shuffling and dropout read the global seeds, so they are set
     # here (unlike build_model, which seeds only what a run owns, see gantrain/seeding.py).
@@ -63,7 +96,11 @@ def train_classifier(data_cfg: dict, out: Path, epochs: int, seed: int, batch_si
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     x = train.images.astype(np.float32) / 127.5 - 1.0
     t0 = time.perf_counter()
-    trainer.fit(x, train.labels, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=2)
+    if augment:
+        ds, steps = augmented(x, train.labels, batch_size, epochs, seed, tuple(augment))
+        trainer.fit(ds, epochs=epochs, steps_per_epoch=steps, verbose=2)
+    else:
+        trainer.fit(x, train.labels, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=2)
     seconds = time.perf_counter() - t0
     _, accuracy = trainer.evaluate(test.images.astype(np.float32) / 127.5 - 1.0, test.labels, batch_size=500, verbose=0)
     out = Path(out)
@@ -81,6 +118,7 @@ def train_classifier(data_cfg: dict, out: Path, epochs: int, seed: int, batch_si
         "test_accuracy": round(float(accuracy), 5),
         "epochs": epochs,
         "batch_size": batch_size,
+        "augment": list(augment),
         "seed": seed,
         "train_seconds": round(seconds, 1),
         "data": {k: v for k, v in data_cfg.items() if k != "root"},
