@@ -85,6 +85,30 @@ def test_cyclegan_critics_learn_from_the_pool_with_halved_mse():
     assert int(model.pools["a"].count.numpy()) == 2  # the two fakes went into the pool
 
 
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_cyclegan_joint_step_losses_by_hand(norm):
+    """The reference's step (train.update: auto) shares one critic pass per domain between D's reals,
+    D's pooled fakes and G's fakes, and one generator pass between translation and identity, when
+    the networks normalise per image; with batch norm (statistics over the batch) each input keeps
+    its own call. Either way every loss equals the one computed with separate calls by hand."""
+    source = UnpairedSource(_images(1, 4), _images(2, 4))
+    model, trainer = _trainer({**TINY_CYCLE, "norm": norm}, source, update="auto")
+    assert trainer.simultaneous and model.per_image == (norm == "instance")
+    nets = _clones(model)
+    batch = next(iter(source.pipeline(2, 0)))
+    a, b = batch["domain_a"], batch["domain_b"]
+    out = trainer.joint_update(batch, {}, {}, tf.constant([1, 2], tf.int64))
+    fb, fa = nets["g_ab"](a, training=True), nets["g_ba"](b, training=True)
+    adv = np.mean((nets["d_b"](fb, training=True).numpy() - 1) ** 2) + np.mean((nets["d_a"](fa, training=True).numpy() - 1) ** 2)
+    cycle = 10 * (_l1(nets["g_ba"](fb, training=True), a) + _l1(nets["g_ab"](fa, training=True), b))
+    identity = 0.5 * 10 * (_l1(nets["g_ab"](b, training=True), b) + _l1(nets["g_ba"](a, training=True), a))
+    # The pools are filling (capacity 3, two images each), so D sees this step's fakes.
+    d_a = 0.5 * np.mean((nets["d_a"](a, training=True).numpy() - 1) ** 2) + 0.5 * np.mean(nets["d_a"](fa, training=True).numpy() ** 2)
+    d_b = 0.5 * np.mean((nets["d_b"](b, training=True).numpy() - 1) ** 2) + 0.5 * np.mean(nets["d_b"](fb, training=True).numpy() ** 2)
+    for key, want in (("g_adv_loss", adv), ("g_cycle_loss", cycle), ("g_identity_loss", identity), ("d_a_loss", d_a), ("d_b_loss", d_b)):
+        assert float(out[key]) == pytest.approx(want, rel=1e-5), key
+
+
 def test_pix2pix_losses_by_hand():
     """Isola et al.: G = BCE(D(x, G(x)), 1) + 100 x L1; D = (BCE(D(x, y), 1) + BCE(D(x, G(x)), 0)) / 2."""
     source = PairedSource(_images(3, 4, channels=1), _images(4, 4))

@@ -52,9 +52,10 @@ class CycleGANModel(TranslationModel):
     averaged = ("g_ab", "g_ba")
     translators = {"a2b": "g_ab", "b2a": "g_ba"}
 
-    def __init__(self, networks: dict, image_shape, cycle_weight: float, identity_weight: float, pool_size: int):
+    def __init__(self, networks: dict, image_shape, cycle_weight: float, identity_weight: float, pool_size: int, per_image: bool = True):
         super().__init__(image_shape)
         self._networks = networks
+        self.per_image = per_image  # the networks normalise each image on its own (instance norm or none)
         self.cycle_weight, self.identity_weight = cycle_weight, identity_weight
         self.pools = {"a": ImagePool(image_shape, capacity=pool_size, name="pool_a"), "b": ImagePool(image_shape, capacity=pool_size, name="pool_b")}
 
@@ -70,52 +71,75 @@ class CycleGANModel(TranslationModel):
         g_scale, d_scale = reference_scales(loss)
 
         def g_update(ctx):
-            return self._g_losses(loss, g_scale, options, *self._forward(ctx))
+            out = self._forward(ctx, identity=bool(self.identity_weight))
+            fake_logits = {"a": self._run("d_a", out["fake_a"])[0], "b": self._run("d_b", out["fake_b"])[0]}
+            return self._g_losses(loss, g_scale, options, out, fake_logits)
 
         def d_update(ctx):
-            return self._d_losses(loss, d_scale, ctx, *self._forward(ctx))
+            out = self._forward(ctx, identity=False)
+            pooled = self._pooled(ctx, out)
+            logits = {d: self._run(f"d_{d}", out[d], pooled[d]) for d in "ab"}
+            return self._d_losses(loss, d_scale, ctx, logits)
 
         def joint(ctx):  # the reference: D scores the fakes of this forward pass, made before G's update
-            a, b, fake_a, fake_b = self._forward(ctx)
-            return {"generator": self._g_losses(loss, g_scale, options, a, b, fake_a, fake_b),
-                    "discriminator": self._d_losses(loss, d_scale, ctx, a, b, fake_a, fake_b)}
+            out = self._forward(ctx, identity=bool(self.identity_weight))
+            pooled = self._pooled(ctx, out)
+            # One critic pass per domain scores the reals and pooled fakes (D's loss) and the newest fakes
+            # (G's loss); each tape differentiates its own group's loss, so the shared pass is exact.
+            logits = {d: self._run(f"d_{d}", out[d], pooled[d], out[f"fake_{d}"]) for d in "ab"}
+            return {"generator": self._g_losses(loss, g_scale, options, out, {d: logits[d][2] for d in "ab"}),
+                    "discriminator": self._d_losses(loss, d_scale, ctx, {d: logits[d][:2] for d in "ab"})}
 
         return Plan((Update("generator", g_update), Update("discriminator", d_update, fresh_data=False)), joint=joint)
 
-    def _forward(self, ctx):
-        n = self.networks
+    def _run(self, name: str, *inputs):
+        """``networks[name]`` on each input, training mode. With per-image normalisation (instance or
+        none) the inputs go through as one concatenated batch, which gives each image the same output
+        as a call of its own and keeps a CPU's cores busier than several small calls (this is what
+        brings the pooled step level with the tutorial's pool-free one, BENCHMARKS.md); batch norm's
+        statistics would mix the inputs, so there each is a call of its own."""
+        net = self.networks[name]
+        if len(inputs) == 1 or not self.per_image:
+            return [net(x, training=True) for x in inputs]
+        sizes = [tf.shape(x)[0] for x in inputs]
+        return tf.split(net(tf.concat([tf.cast(x, tf.float32) for x in inputs], axis=0), training=True), sizes, axis=0)
+
+    def _forward(self, ctx, identity: bool) -> dict:
+        """The reals, the translations (``fake_b`` = G_AB(a)) and, with ``identity``, G_AB(b) and G_BA(a)."""
         a, b = ctx.batch["domain_a"], ctx.batch["domain_b"]
-        return a, b, n["g_ba"](b, training=True), n["g_ab"](a, training=True)
+        if identity:
+            (fake_b, same_b), (fake_a, same_a) = self._run("g_ab", a, b), self._run("g_ba", b, a)
+            return {"a": a, "b": b, "fake_a": fake_a, "fake_b": fake_b, "same_a": same_a, "same_b": same_b}
+        return {"a": a, "b": b, "fake_a": self._run("g_ba", b)[0], "fake_b": self._run("g_ab", a)[0]}
 
-    def _g_losses(self, loss, scale, options, a, b, fake_a, fake_b) -> Losses:
-        n = self.networks
+    def _pooled(self, ctx, out) -> dict:
+        """Each domain's fakes swapped through its history pool, detached: D's update must not reach into the generators."""
+        seeds = tf.random.experimental.stateless_split(ctx.seed, 4)  # [0], [1]: the pools; [2], [3]: D's targets
+        return {d: self.pools[d].query(tf.stop_gradient(tf.cast(out[f"fake_{d}"], tf.float32)), seeds[i]) for i, d in enumerate("ab")}
 
+    def _g_losses(self, loss, scale, options, out, fake_logits) -> Losses:
         def toward_real(logits):
             return scale * (loss.g_loss(logits, options.g_target) if loss.uses_targets else loss.g_loss(logits))
 
+        a, b = out["a"], out["b"]
         terms = {
-            "adv_loss": toward_real(n["d_b"](fake_b, training=True)) + toward_real(n["d_a"](fake_a, training=True)),
-            "cycle_loss": self.cycle_weight * (_l1(n["g_ba"](fake_b, training=True), a) + _l1(n["g_ab"](fake_a, training=True), b)),
+            "adv_loss": toward_real(fake_logits["b"]) + toward_real(fake_logits["a"]),
+            "cycle_loss": self.cycle_weight * (_l1(self._run("g_ba", out["fake_b"])[0], a) + _l1(self._run("g_ab", out["fake_a"])[0], b)),
         }
         if self.identity_weight:
-            terms["identity_loss"] = self.identity_weight * self.cycle_weight * (_l1(n["g_ab"](b, training=True), b) + _l1(n["g_ba"](a, training=True), a))
+            terms["identity_loss"] = self.identity_weight * self.cycle_weight * (_l1(out["same_b"], b) + _l1(out["same_a"], a))
         return Losses(terms)
 
-    def _d_losses(self, loss, scale, ctx, a, b, fake_a, fake_b) -> Losses:
-        n = self.networks
+    def _d_losses(self, loss, scale, ctx, logits) -> Losses:
+        """Each critic's pair: ``logits[d]`` = (on the reals of domain d, on its pooled fakes)."""
         seeds = tf.random.experimental.stateless_split(ctx.seed, 4)
-        # D learns from detached fakes: its update must not reach into the generators.
-        old_a = self.pools["a"].query(tf.stop_gradient(tf.cast(fake_a, tf.float32)), seeds[0])
-        old_b = self.pools["b"].query(tf.stop_gradient(tf.cast(fake_b, tf.float32)), seeds[1])
 
-        def pair(critic, real, fake, seed):
-            real_logits, fake_logits = critic(real, training=True), critic(fake, training=True)
+        def pair(real_logits, fake_logits, seed):
             if loss.uses_targets:
-                return scale * loss.d_loss(real_logits, fake_logits, *ctx.targets(tf.shape(real)[0], seed))
+                return scale * loss.d_loss(real_logits, fake_logits, *ctx.targets(tf.shape(real_logits)[0], seed))
             return scale * loss.d_loss(real_logits, fake_logits)
 
-        terms = {"a_loss": pair(n["d_a"], a, old_a, seeds[2]), "b_loss": pair(n["d_b"], b, old_b, seeds[3])}
-        return Losses(terms)
+        return Losses({"a_loss": pair(*logits["a"], seeds[2]), "b_loss": pair(*logits["b"], seeds[3])})
 
     def grid_inputs(self, n, seed, source):
         k = min(n, self.grid_pairs // 2, len(source.domain_a), len(source.domain_b))
@@ -167,7 +191,7 @@ class CycleGan(Family):
             return patchgan_discriminator(image_shape, ndf=params["ndf"], n_layers=params["d_layers"], norm=norm, name=name)
 
         networks = {"g_ab": generator("g_ab"), "g_ba": generator("g_ba"), "d_a": critic("d_a"), "d_b": critic("d_b")}
-        return CycleGANModel(networks, image_shape, params["cycle_weight"], params["identity_weight"], params["pool_size"])
+        return CycleGANModel(networks, image_shape, params["cycle_weight"], params["identity_weight"], params["pool_size"], per_image=norm != "batch")
 
 
 MODELS.register("cyclegan", description="CycleGAN: unpaired translation, two ResNet G + two PatchGAN D, cycle and identity L1, batch 1 by default (Zhu et al. 2017)", schema=SCHEMA)(CycleGan())
