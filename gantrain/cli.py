@@ -288,6 +288,32 @@ def classifier_train(
     typer.echo(f"test accuracy {record['test_accuracy']:.4f} on {record['tested_on']}; wrote {stem}.weights.h5 and {stem}.json")
 
 
+@app.command()
+@user_errors
+def upscale(
+    run: Path = typer.Argument(..., help="Run directory (or checkpoint prefix) of a super-resolution family: srresnet or srgan."),
+    source: Path = typer.Argument(..., help="An image file, or a folder of images (any size, grey or colour)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output image file (for one input) or folder (keeps the input file names)."),
+    tile: int = typer.Option(128, "--tile", min=8, help="Tile side in input pixels: memory grows with its square, not with the image's."),
+    overlap: int = typer.Option(16, "--overlap", min=0, help="Overlap of neighbouring tiles in input pixels, blended without seams."),
+    checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest', 'best' or a step number."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist."),
+):
+    """Upscale images with a trained SRResNet or SRGAN generator, in overlapping tiles.
+
+    Example:
+
+      gantrain upscale runs/srresnet_faces_x4 faces/ --out faces_x4/
+    """
+    from gantrain.translate import translate_files
+    from gantrain.upscale import Upscaler
+
+    upscaler = Upscaler(run, _which(checkpoint), tile, overlap)
+    written = translate_files(upscaler, source, out, overwrite)
+    where = written[0] if len(written) == 1 else f"{out}/ ({len(written)} files)"
+    typer.echo(f"upscaled {len(written)} image(s) x{upscaler.scale} with step {upscaler.step} ({upscaler.weights_source}) to {where}")
+
+
 @app.command("eval")
 @user_errors
 def eval_(
@@ -309,6 +335,7 @@ def eval_(
     size: Optional[int] = typer.Option(None, "--size", min=8, help="With --real-a/--real-b: resize images to this square size (default: the extractor's input size: 28 for the domain classifiers, else 299)."),
     channels: Optional[int] = typer.Option(None, "--channels", help="With --real-a/--real-b: 1 (grey) or 3 (RGB) (default: the extractor's: 1 for the domain classifiers, else 3)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute real features instead of reading the cache."),
+    hr_folder: Optional[Path] = typer.Option(None, "--hr-folder", help="Super-resolution runs: score on this folder of HR images (any size; e.g. Set5) instead of the held-out split."),
 ):
     """Score a run (FID, KID, IS, precision/recall, conditional accuracy), printing the protocol with each number.
 
@@ -321,7 +348,7 @@ def eval_(
       gantrain eval --real-a DIR_A --real-b DIR_B --fid --extractor inception_v3 --weights inception_v3.h5
     """
     from gantrain.evaluate import evaluate_folders, evaluate_run, format_report, write_json
-    from gantrain.translation_eval import evaluate_translation, translates
+    from gantrain.translation_eval import evaluate_translation, translates, upscales
 
     metrics = [m for m, on in (("fid", fid), ("kid", kid), ("is", is_), ("pr", pr), ("accuracy", accuracy)) if on] or ["fid"]
     if real_a is not None or real_b is not None:
@@ -331,7 +358,16 @@ def eval_(
     else:
         if run is None:
             raise UserError("give a RUN directory, or --real-a DIR --real-b DIR")
-        if translates(run):  # image-to-image runs: L1/PSNR/SSIM or cycle L1, FID and domain share (gantrain/translation_eval.py)
+        if hr_folder is not None and not upscales(run):
+            raise UserError(f"--hr-folder: scores super-resolution runs (srresnet, srgan); {run} is not one")
+        if upscales(run):  # super-resolution: PSNR/SSIM on Y against bicubic (gantrain/upscale.py)
+            named = [m for m, on in (("--kid", kid), ("--is", is_), ("--pr", pr), ("--accuracy", accuracy)) if on]
+            if named:
+                raise UserError(f"{named[0]}: super-resolution runs are scored with PSNR and SSIM against bicubic upscaling; drop the flag")
+            from gantrain.upscale import evaluate_sr
+
+            report = evaluate_sr(run, _which(checkpoint), n, hr_folder)
+        elif translates(run):  # image-to-image runs: L1/PSNR/SSIM or cycle L1, FID and domain share (gantrain/translation_eval.py)
             named = [m for m, on in (("--kid", kid), ("--is", is_), ("--pr", pr), ("--accuracy", accuracy)) if on]
             if named:
                 raise UserError(f"{named[0]}: image-to-image runs are scored with L1, PSNR and SSIM (pix2pix) or cycle L1, FID and the "

@@ -27,7 +27,11 @@ from gantrain.schema import Context, Field, Select, resolve
 SCHEMA: dict = {
     "name": Field(None, "experiment name; the run directory is runs/<name> (default: the config file's name)", "str", nullable=True),
     "seed": Field(0, "seeds weights, noise, data order and the fixed sample-grid noise", "int", min=0, max=2**32 - 1),
-    "model": Select("family", MODELS, None, "model family (gantrain list)"),
+    "model": Select("family", MODELS, None, "model family (gantrain list)", common={
+        "init_from": Field(None, "start a new run from another run's trained networks: every network of this family that the other run's latest "
+                           "checkpoint holds under the same name (its EMA copy when it kept one), e.g. SRGAN's generator from an SRResNet run; "
+                           "a shape mismatch is an error", "path", nullable=True),
+    }),
     "data": Select(
         "loader",
         DATASETS,
@@ -39,6 +43,8 @@ SCHEMA: dict = {
             "pairs": Field(None, "derive (input, target) pairs from each image in the pipeline, for pix2pix on any image data: grey, sobel, canny, "
                            "blur or downscale of the image -> the image", "str", choices=("grey", "sobel", "canny", "blur", "downscale"), nullable=True),
             "pairs_factor": Field(None, "derived pairs: Gaussian sigma for canny (default 1) and blur (2), the factor for downscale (4)", "float", min=0, min_exclusive=True, nullable=True),
+            "hr_size": Field(None, "super-resolution: side of the random square HR crops training batches are cut from (a multiple of "
+                             "model.scale; null = the whole images); held-out images are always whole", "int", min=1, nullable=True),
             "pairs_jitter": Field(False, "derived pairs: pix2pix random jitter (resize by 286/256, random crop back, random mirror), the same on "
                                   "both sides of a pair; training batches only", "bool"),
         },
@@ -57,6 +63,18 @@ SCHEMA: dict = {
             "g_target": Field(1.0, "the target G's loss pushes its fakes towards (BCE / least squares)", "float", min=0, max=1),
             "feature_matching": Field("none", "none | add | replace: G matches the mean D features of real and fake images, added to or instead of its adversarial loss", "str", choices=("none", "add", "replace")),
             "feature_matching_weight": Field(1.0, "weight of the feature-matching term", "float", min=0),
+            "content": Field(None, "super-resolution content loss: pixel_mse, pixel_l1 or features (MSE of a feature network's activations; "
+                             "null = the family's default, pixel_mse)", "str", choices=("pixel_mse", "pixel_l1", "features"), nullable=True),
+            "content_network": Field("vgg19", "content: features: vgg19 (ImageNet weights from the file in loss.content_weights) or classifier "
+                                     "(a `gantrain classifier train` stem in loss.content_weights: works offline)", "str", choices=("vgg19", "classifier")),
+            "content_layer": Field(None, "content: features: the layer (vgg19: block5_conv4 = the paper's VGG54 by default, block2_conv2 = VGG22, "
+                                   "block3_conv3 = the book's; classifier: block1_conv1 ... block2_conv2, default block2_conv2)", "str", nullable=True),
+            "content_weights": Field(None, "content: features: the feature network's weights (vgg19: a local "
+                                     "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5; classifier: the stem)", "path", nullable=True),
+            "content_preprocess": Field(None, "content: features: caffe (VGG's ImageNet preprocessing) or none (null: caffe for vgg19, none for "
+                                        "classifier)", "str", choices=("caffe", "none"), nullable=True),
+            "content_scale": Field(None, "content: features: factor on the feature MSE (null: 1/12.75^2 for vgg19 as the paper, 1 for classifier)",
+                                   "float", min=0, min_exclusive=True, nullable=True),
         },
     ),
     # One section per optimizer group of the family: these two always, plus any the family
@@ -118,6 +136,9 @@ LOCKED_PREFIXES = (
     # stream instead of exactly where the run stopped.
     "seed", "data.batch_size", "data.labeled_per_class", "train.d_steps", "train.update", "train.g_noise",
 )
+
+
+CONTENT_KEYS = ("content", "content_network", "content_layer", "content_weights", "content_preprocess", "content_scale")
 
 
 class _Loader(yaml.SafeLoader):
@@ -235,6 +256,12 @@ def validate(raw: dict, ctx: Context | None = None) -> dict:
         path = tuple(key.split("."))
         if _lookup(cfg, path) != _default(path):
             ctx.fail(path, f"not available with model.family {cfg['model']['family']!r}: {reason}")
+    if not family.uses_content:
+        for key in CONTENT_KEYS:
+            if cfg["loss"][key] != _default(("loss", key)):
+                ctx.fail(("loss", key), f"only the super-resolution families (srresnet, srgan) have a content loss, not {cfg['model']['family']!r}")
+        if cfg["data"]["hr_size"] is not None:
+            ctx.fail(("data", "hr_size"), f"HR crops are for the super-resolution families (srresnet, srgan), not {cfg['model']['family']!r}")
     problem = family.check(cfg["model"], image_shape)
     if problem:
         ctx.fail(("model",), f"family {cfg['model']['family']!r} cannot produce {image_shape[0]}x{image_shape[1]}x{image_shape[2]} images from data.loader {cfg['data']['loader']!r}: {problem}")

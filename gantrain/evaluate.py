@@ -271,7 +271,8 @@ def format_report(report: dict) -> str:
     shared = {k: v for k, v in results[0].items() if all(k in r and r[k] == v for r in results)} if results else {}
     lines = []
     if "checkpoint_step" in report:
-        lines.append(f"run {report['run']}  checkpoint step {report['checkpoint_step']} ({report['generator_weights']} weights)  seed {report['seed']}")
+        seed = f"  seed {report['seed']}" if report.get("seed") is not None else ""  # None: nothing random was drawn
+        lines.append(f"run {report['run']}  checkpoint step {report['checkpoint_step']} ({report['generator_weights']} weights){seed}")
     for r in results:
         lines.append(f"  {r['metric'].upper():<9} {format_value(r['value'])}")
         own = {k: v for k, v in r.items() if k not in shared and k not in ("metric", "value", "per_class")}

@@ -21,7 +21,7 @@ from tensorflow.python.framework import config as tf_config  # is/disable_op_det
 from gantrain import checkpoint as ckpt_lib
 from gantrain import distribute
 from gantrain.config import apply_overrides, load_config, validate
-from gantrain.data import held_out_split, load_dataset, require_roles
+from gantrain.data import held_out_split, require_roles
 from gantrain.data.labels import keep_labels_per_class
 from gantrain.errors import UserError
 from gantrain.evaluate import TrainingEvaluator
@@ -31,7 +31,7 @@ from gantrain.optimizers import build_optimizer, configure_schedules
 from gantrain.registry import MODELS
 from gantrain.runlock import RunLock
 from gantrain.loop import TrainingLoop, apply_lr_scale
-from gantrain.rundir import build_model, clear_run, prepare_run_dir, read_meta, write_config, write_meta
+from gantrain.rundir import build_model, clear_run, family_source, held_out_family_source, init_from, prepare_run_dir, read_meta, write_config, write_meta
 from gantrain.trainer import Trainer, TrainOptions
 
 
@@ -111,7 +111,7 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     else:  # the chief's run directory: read (to resume), never written by this worker
         run_dir, clear = resume or Path(run_dir or Path("runs") / cfg["name"]), False
 
-    source = load_dataset(cfg["data"])
+    source = family_source(cfg)
     batch_size = cfg["data"]["batch_size"]
     distribute.check_batch(strategy, batch_size)
     if batch_size > len(source):
@@ -123,6 +123,8 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
     with strategy.scope():  # the trainer's noise generator, created later, stays outside it on purpose
         model = build_model(cfg, source.image_shape, source.num_classes, synchronized_bn=strategy.num_replicas_in_sync > 1)
         optimizers = build_optimizers(cfg, model.groups)
+    if cfg["model"]["init_from"] is not None and resume is None:  # a resumed run has its own weights
+        print(init_from(model, cfg["model"]["init_from"]), file=sys.stderr)
     if cfg["data"]["labeled_per_class"] is not None and not model.uses_labeled_stream:
         raise UserError(f"data.labeled_per_class: only semi-supervised families use it (sgan), not {cfg['model']['family']!r}")
     if resume is not None:
@@ -227,7 +229,7 @@ def prepare_evaluation(cfg: dict, model: FamilyModel, source) -> dict:
     """The evaluator and held-out split used during training, built (and checked) up front."""
     out = {"evaluator": None, "accuracy_source": None, "grid_source": None}
     if model.can_translate:  # grids translate fixed held-out images when the data has a test split
-        out["grid_source"] = held_out_split(cfg["data"])
+        out["grid_source"] = held_out_family_source(cfg)
     if model.can_classify:
         out["accuracy_source"] = held_out_split(cfg["data"])
         if out["accuracy_source"] is None:

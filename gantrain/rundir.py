@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from gantrain import checkpoint as ckpt_lib
 from gantrain.config import dump, load_config, locked_differences
+from gantrain.data import has_splits, load_dataset
 from gantrain.errors import UserError
 from gantrain.models.base import GANModel
 from gantrain.models.layers import synchronized_batch_norm
@@ -52,6 +53,37 @@ def build_model(cfg: dict, image_shape: tuple, num_classes: int, synchronized_bn
             return MODELS.get(cfg["model"]["family"]).build(cfg["model"], image_shape, num_classes)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
+
+
+def family_source(cfg: dict, split: str | None = None):
+    """The data a run of ``cfg`` trains on (``split`` None) or is evaluated on ("test"): the loader's
+    source as the family takes it (super-resolution: (LR, HR) pairs at the model's scale)."""
+    return MODELS.get(cfg["model"]["family"]).source(load_dataset(cfg["data"], split=split), cfg["model"], cfg["data"], split)
+
+
+def held_out_family_source(cfg: dict):
+    """:func:`family_source` of the held-out split, or None when the loader has no test split."""
+    return family_source(cfg, "test") if has_splits(cfg["data"]) else None
+
+
+def init_from(model, source_run) -> str:
+    """Load every network of ``model`` that ``source_run``'s latest checkpoint holds under the same
+    name (its EMA copy when the run kept one: the weights it was judged by). Returns what was loaded,
+    for the log; a UserError when nothing matches or a network's shapes differ."""
+    prefix = ckpt_lib.find_checkpoint(Path(source_run))
+    saved = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)}
+    loaded = []
+    for name, net in model.networks.items():
+        key = f"ema_{name}" if f"ema_{name}" in saved else name if name in saved else None
+        if key is None:
+            continue
+        ckpt_lib.restore(ckpt_lib.make_checkpoint(tf.Variable(0, dtype=tf.int64), **{key: net.variables}), prefix,
+                         what=f"model.init_from: network {name!r} of this")
+        loaded.append(f"{name} <- {key}")
+    if not loaded:
+        raise UserError(f"model.init_from {source_run}: its checkpoint {prefix} holds none of this model's networks "
+                        f"({', '.join(model.networks)}); it has {', '.join(sorted(saved - {'step', 'rng', '_CHECKPOINTABLE_OBJECT_GRAPH'}))}")
+    return f"initialised from {prefix}: {', '.join(loaded)}"
 
 
 def image_shape_of(cfg: dict) -> tuple:

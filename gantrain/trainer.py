@@ -47,6 +47,7 @@ class TrainOptions:
     diffaugment: tuple = ()
     simultaneous: bool = False  # one forward pass feeds every update (Plan.joint; the TF tutorial's step); d_steps 1 only
     reuse_g_noise: bool = False  # alternating: G's step reuses the last D step's latent (Keras-GAN's ACGAN)
+    content: dict = field(default_factory=dict)  # super-resolution: the loss.content* keys (models/sr_model.content_spec reads them)
 
     @classmethod
     def from_config(cls, config: dict) -> "TrainOptions":
@@ -68,6 +69,7 @@ class TrainOptions:
             diffaugment=tuple(train["diffaugment"] or ()),
             simultaneous=train["update"] == "simultaneous" or (train["update"] == "auto" and train["d_steps"] == 1),
             reuse_g_noise=train["g_noise"] == "reuse",
+            content={key: value for key, value in loss.items() if key.startswith("content")},
         )
 
 

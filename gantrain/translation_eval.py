@@ -35,12 +35,23 @@ BATCH = 64
 
 def translates(run) -> bool:
     """Whether ``run`` (a run directory or checkpoint) holds an image-to-image family."""
+    model = _model_of(run)
+    return model is not None and model.can_translate
+
+
+def upscales(run) -> bool:
+    """Whether ``run`` holds a super-resolution family (scored by gantrain/upscale.py)."""
+    model = _model_of(run)
+    return model is not None and model.can_upscale
+
+
+def _model_of(run):
     prefix = ckpt_lib.find_checkpoint(Path(run))
     run_dir = ckpt_lib.run_dir_of(prefix)
     if not (run_dir / CONFIG).is_file():
-        return False
+        return None
     cfg = load_config(run_dir / CONFIG)
-    return build_model(cfg, tuple(read_meta(run_dir, cfg)["image_shape"]), 0).can_translate
+    return build_model(cfg, tuple(read_meta(run_dir, cfg)["image_shape"]), 0)
 
 
 def evaluate_translation(run, which="latest", n: int | None = None, extractor_name=None, weights=None, seed: int = 0) -> dict:

@@ -1,6 +1,6 @@
 """Dataset loaders (registered in DATASETS) and the shared tf.data pipeline."""
 
-from gantrain.data import cifar10, image_folder, mnist, paired_folder, unpaired_folders  # noqa: F401
+from gantrain.data import cifar10, image_folder, mnist, paired_folder, sr_folders, unpaired_folders  # noqa: F401
 from gantrain.data.pairs import DerivedPairs, PairedSource, UnpairedSource, derive_pairs  # noqa: F401
 from gantrain.data.source import ImageSource, Source, make_pipeline, shuffled_indices, to_uint8, to_unit_range  # noqa: F401
 from gantrain.errors import UserError

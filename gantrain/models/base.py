@@ -40,6 +40,7 @@ class FamilyModel(abc.ABC):
     can_classify = False  # True when D has a class head for real images (classify(images) -> logits; sgan)
     has_codes = False  # True when G has latent codes to traverse (traversal(code, steps, seed); infogan)
     can_translate = False  # True when a generator maps input images to output images (image-to-image families)
+    can_upscale = False  # True when the translator enlarges its input by ``scale`` (super-resolution: gantrain upscale)
     generates = False  # True when a "generator" network draws images from latent inputs alone (sample, eval metrics)
     class_names: list = []  # set from the run's meta.json when a trained model is loaded
     groups: tuple[Group, ...] = ()
@@ -170,6 +171,14 @@ class Family(abc.ABC):
     # The family's own defaults for general keys (dotted), used where the config does not set them
     # (pix2pix and CycleGAN train at batch 1, as their papers).
     defaults: dict = {}
+    # Whether the family's loss has a content term (loss.content*: super-resolution); the others refuse those keys.
+    uses_content = False
+
+    def source(self, source, params: dict, data_cfg: dict, split: str | None):
+        """The data this family trains on, made from the loader's ``source`` (``split``: None for
+        training, "test" for held-out evaluation). Most families take it as it is; super-resolution
+        turns images into (LR, HR) pairs at its own scale."""
+        return source
 
     def check(self, params: dict, image_shape: tuple) -> str | None:
         """Return why this family cannot make ``image_shape`` images, or None if it can."""

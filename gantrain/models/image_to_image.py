@@ -29,12 +29,12 @@ class TranslationModel(FamilyModel):
         return net(match_channels(images, self.image_shape[-1]), training=training)
 
     def grid_rows(self, triples) -> tuple[np.ndarray, int]:
-        """Rows of [input, output, third] images -> (images for make_grid, row count)."""
+        """Groups of columns, e.g. [input, output, target], each (n, H, W, C) -> (images for make_grid, row count)."""
         rows = [np.concatenate([np.asarray(match_channels(x, self.image_shape[-1])) for x in row], axis=0) for row in triples]
         images = np.concatenate(rows, axis=0)
-        # Interleave so that each grid row is one example: input | output | third.
-        n = len(triples[0][0])
-        order = np.array([[r * 3 * n + k * n + i for k in range(3)] for r in range(len(triples)) for i in range(n)]).ravel()
+        # Interleave so that each grid row is one example: input | output | target.
+        n, k = len(triples[0][0]), len(triples[0])
+        order = np.array([[r * k * n + c * n + i for c in range(k)] for r in range(len(triples)) for i in range(n)]).ravel()
         return images[order], len(triples) * n
 
 
