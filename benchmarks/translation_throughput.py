@@ -1,11 +1,12 @@
-"""Side-by-side training throughput of pix2pix and CycleGAN: gantrain against the TensorFlow tutorials' loops.
+"""Side-by-side training throughput of pix2pix, CycleGAN, SRResNet and SRGAN: gantrain against hand-written loops.
 
 Variants, on the same networks (built by gantrain's family builders from the shipped config), the
 same batch size, image size and input pipeline (the config's data, CIFAR-10 JPEGs here):
   a  gantrain       `gantrain.fit` on the shipped config, images/s read from its metrics.jsonl
   b  tutorial loop  a hand-written tf.function step written like TensorFlow's pix2pix tutorial
                     (two tapes, one forward pass) or CycleGAN tutorial (one persistent tape, four
-                    optimizers, no history pool), with the config's losses
+                    optimizers, no history pool), with the config's losses; for SRResNet a one-tape
+                    MSE step, for SRGAN the paper's alternating D-then-G step
 Each measurement runs in a fresh process; variants alternate (a b a b ...) for --rounds rounds and
 the table reports medians, so machine noise hits both alike.
 
@@ -34,9 +35,14 @@ REPO = Path(__file__).resolve().parents[1]
 CASES = {
     # The tutorial's G makes RGB: time pix2pix with the same output (model.output: image).
     "pix2pix_cifar10_b16": ("configs/pix2pix_cifar10_colorize.yaml", ["model.output=image"], 60),
-    "cyclegan_cifar10_b4": ("configs/cyclegan_horse2deer.yaml", [], 30),
+    # The tutorial's step has the identity loss: both variants compute it (the shipped config has it off).
+    "cyclegan_cifar10_b4": ("configs/cyclegan_horse2deer.yaml", ["model.identity_weight=0.5"], 30),
     # The tutorial has no history pool: the same without it on gantrain's side.
-    "cyclegan_cifar10_b4_nopool": ("configs/cyclegan_horse2deer.yaml", ["model.pool_size=0"], 30),
+    "cyclegan_cifar10_b4_nopool": ("configs/cyclegan_horse2deer.yaml", ["model.identity_weight=0.5", "model.pool_size=0"], 30),
+    "srresnet_cifar10_x4_b16": ("configs/srresnet_x4.yaml", [], 60),
+    # Pixel MSE and no init_from, so the benchmark needs neither the classifier nor the SRResNet run.
+    "srgan_cifar10_x4_b16": ("configs/srgan_x4.yaml", ["loss.content=pixel_mse", "loss.content_network=vgg19", "loss.content_layer=null",
+                                                       "loss.content_weights=null", "model.init_from=null"], 30),
 }
 NAMES = {"a": "gantrain", "b": "tutorial-style tf.function loop"}
 
@@ -65,11 +71,10 @@ def worker_b(case: str, steps: int) -> float:
     import keras
     import tensorflow as tf
 
-    from gantrain.data import load_dataset
-    from gantrain.rundir import build_model
+    from gantrain.rundir import build_model, family_source
 
     cfg = _config(case)
-    source = load_dataset(cfg["data"])
+    source = family_source(cfg)
     model = build_model(cfg, source.image_shape, 0)
     batch = cfg["data"]["batch_size"]
     it = iter(source.pipeline(batch, cfg["seed"]))
@@ -94,6 +99,36 @@ def worker_b(case: str, steps: int) -> float:
                 disc_loss = bce(disc_real, 1.0) + bce(disc_generated, 0.0)
             g_opt.apply_gradients(zip(gen_tape.gradient(gen_loss, G.trainable_variables), G.trainable_variables))
             d_opt.apply_gradients(zip(disc_tape.gradient(disc_loss, D.trainable_variables), D.trainable_variables))
+
+        probe = G.trainable_variables[0]
+    elif cfg["model"]["family"] == "srresnet":  # a Keras-example-style step: one tape, pixel MSE
+        G, opt = model.generator, keras.optimizers.Adam(1e-4)
+
+        @tf.function
+        def train_step(batch_):
+            with tf.GradientTape() as tape:
+                loss = mse(G(batch_["lr"], training=True), batch_["hr"])
+            opt.apply_gradients(zip(tape.gradient(loss, G.trainable_variables), G.trainable_variables))
+
+        probe = G.trainable_variables[0]
+    elif cfg["model"]["family"] == "srgan":  # the paper's alternating step: D, then G through the updated D
+        G, D = model.generator, model.discriminator
+        g_opt, d_opt = keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4)
+
+        def bce(logits, target):
+            return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), target), logits))
+
+        @tf.function
+        def train_step(batch_):
+            lr, hr = batch_["lr"], batch_["hr"]
+            with tf.GradientTape() as d_tape:
+                sr = G(lr, training=True)
+                d_loss = bce(D(hr, training=True), 1.0) + bce(D(sr, training=True), 0.0)
+            d_opt.apply_gradients(zip(d_tape.gradient(d_loss, D.trainable_variables), D.trainable_variables))
+            with tf.GradientTape() as g_tape:
+                sr = G(lr, training=True)
+                g_loss = mse(sr, hr) + 1e-3 * bce(D(sr, training=True), 1.0)
+            g_opt.apply_gradients(zip(g_tape.gradient(g_loss, G.trainable_variables), G.trainable_variables))
 
         probe = G.trainable_variables[0]
     else:

@@ -70,7 +70,10 @@ def init_from(model, source_run) -> str:
     """Load every network of ``model`` that ``source_run``'s latest checkpoint holds under the same
     name (its EMA copy when the run kept one: the weights it was judged by). Returns what was loaded,
     for the log; a UserError when nothing matches or a network's shapes differ."""
-    prefix = ckpt_lib.find_checkpoint(Path(source_run))
+    try:
+        prefix = ckpt_lib.find_checkpoint(Path(source_run))
+    except UserError as err:
+        raise UserError(f"model.init_from: {err} (train that run first, or set model.init_from: null to start from scratch)") from None
     saved = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)}
     loaded = []
     for name, net in model.networks.items():

@@ -186,6 +186,16 @@ def test_upscale_and_hr_folder_mistakes(sr_run, tmp_path):
     empty.mkdir()
     no_images = CliRunner().invoke(app, ["eval", str(run), "--hr-folder", str(empty)])
     assert no_images.exit_code == 2 and "no images" in no_images.output
+    # A folder of HR images of any size (cropped to multiples of the scale) is scored like the held-out split.
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    rng = np.random.default_rng(9)
+    Image.fromarray(rng.integers(0, 256, (21, 17, 3), dtype=np.uint8)).save(hr / "a.png")
+    Image.fromarray(rng.integers(0, 256, (16, 30), dtype=np.uint8), "L").save(hr / "b.png")
+    scored = CliRunner().invoke(app, ["eval", str(run), "--hr-folder", str(hr), "--json", str(tmp_path / "r.json")])
+    assert scored.exit_code == 0, scored.output
+    by = {r["metric"]: r for r in json.loads((tmp_path / "r.json").read_text())["results"]}
+    assert by["psnr"]["images"] == 2 and "cropped to multiples of 2" in by["psnr"]["real_split"]
 
 
 def test_real_lr_folders_train_and_check_the_scale(tmp_path):
