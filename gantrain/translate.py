@@ -59,14 +59,16 @@ class Translator:
         return self.shape[-1]
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        """float32 (H, W, C') in [-1, 1] -> the translated (H, W, C) image, at the input's size."""
+        """float32 (H, W, C') in [-1, 1] -> the translated (H, W, C) image, at the input's size (times the scale
+        of a super-resolution model)."""
         h, w = image.shape[:2]
         model, (ph, pw) = self._model_for(h, w)
         x = image
         if (ph, pw) != (h, w):
             x = np.pad(image, ((0, ph - h), (0, pw - w), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
         out = model.translate(x[None], self.direction)[0].numpy()
-        return out[:h, :w]
+        s = out.shape[0] // x.shape[0]  # super-resolution models enlarge their input
+        return out[:h * s, :w * s]
 
     def _model_for(self, h: int, w: int):
         size = self._valid_size(h, w)

@@ -155,6 +155,10 @@ def test_upscale_a_folder_and_a_large_image_in_tiles(sr_run, tmp_path):
     single = CliRunner().invoke(app, ["upscale", str(run), str(src / "a.png"), "--out", str(tmp_path / "one.png")])
     assert single.exit_code == 0, single.output
     assert np.abs(np.asarray(Image.open(tmp_path / "one.png"), int) - to_uint8(np.clip(whole, -1, 1)).astype(int)).max() <= 1
+    # `translate` on a super-resolution run upscales the whole image too (it once cropped the output to the input's size).
+    translated = CliRunner().invoke(app, ["translate", str(run), str(src / "a.png"), "--out", str(tmp_path / "t.png")])
+    assert translated.exit_code == 0, translated.output
+    assert Image.open(tmp_path / "t.png").size == (24, 40)
 
 
 @pytest.mark.parametrize("change, needle", [
