@@ -93,6 +93,8 @@ def main() -> None:
     p.add_argument("--seams", help="TILE: with --run, compare tiled with untiled output on a mosaic of held-out images and exit")
     p.add_argument("--worker-tile", type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.run:
+        a.run = str(Path(a.run).resolve())  # the workers run from the repository root
     if a.seams:
         r = seams(a.run, int(a.seams), a.overlap)
         emit(f"`gantrain upscale` tiles of {a.seams} px (overlap {a.overlap}) against one untiled pass, {a.run}, on a {r['lr_size'][0]}x{r['lr_size'][1]} "
