@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 import gantrain.models  # noqa: E402,F401  (registers the families)
+from gantrain.errors import UserError  # noqa: E402
 from gantrain.registry import MODELS  # noqa: E402
 
 # The families that draw images from noise (one G and one D on "image" batches): the GAN contract
@@ -71,6 +72,17 @@ def mnist_dir() -> Path:
     if MNIST_DIR is None:
         pytest.fail(MNIST_HELP, pytrace=False)
     return MNIST_DIR
+
+
+def user_error(call, *parts: str) -> str:
+    """The UserError ``call()`` raises: one line, holding every part."""
+    with pytest.raises(UserError) as info:
+        call()
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    for part in parts:
+        assert part in msg, f"{part!r} not in {msg!r}"
+    return msg
 
 
 def image_and_label(batch: dict):

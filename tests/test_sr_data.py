@@ -17,7 +17,7 @@ from PIL import Image
 
 from gantrain.data.source import ImageSource
 from gantrain.data.sr_pairs import SRPairs, bicubic_downscale, bicubic_upscale, load_sr_folders, modcrop, sr_pairs
-from gantrain.errors import UserError
+from tests.conftest import user_error
 
 RNG = np.random.default_rng(0)
 ALL_SYMMETRIES = {(k, flipped) for k in range(4) for flipped in (False, True)}
@@ -78,17 +78,6 @@ def where_each(hr_batch, images) -> list[tuple]:
         assert len(found) == 1, f"HR crop found {len(found)} times in the source images: {found}"
         out.append(found[0])
     return out
-
-
-def user_error(call, *parts: str) -> str:
-    """The UserError ``call()`` raises: one line, holding every part."""
-    with pytest.raises(UserError) as info:
-        call()
-    msg = str(info.value)
-    assert "\n" not in msg, msg
-    for part in parts:
-        assert part in msg, f"{part!r} not in {msg!r}"
-    return msg
 
 
 def save(path: Path, pixels, **kw) -> Path:

@@ -19,7 +19,7 @@ from gantrain.config import validate
 from gantrain.data import DerivedPairs, ImageSource, PairedSource, UnpairedSource, check_data, derive_pairs, has_splits, load_dataset
 from gantrain.data import pairs
 from gantrain.data.unpaired_folders import holdout_indices
-from gantrain.errors import UserError
+from tests.conftest import user_error
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -42,17 +42,6 @@ def save(path: Path, pixels, mode: str | None = None) -> Path:
     img = pixels if isinstance(pixels, Image.Image) else Image.fromarray(np.asarray(pixels), mode)
     img.save(path)
     return path
-
-
-def user_error(call, *parts: str) -> str:
-    """The UserError ``call()`` raises: one line, holding every part."""
-    with pytest.raises(UserError) as info:
-        call()
-    msg = str(info.value)
-    assert "\n" not in msg, msg
-    for part in parts:
-        assert part in msg, f"{part!r} not in {msg!r}"
-    return msg
 
 
 def first(source, batch_size=4, seed=0, start=0, count=1) -> list[dict]:
