@@ -361,7 +361,8 @@ def eval_(
         if hr_folder is not None and not upscales(run):
             raise UserError(f"--hr-folder: scores super-resolution runs (srresnet, srgan); {run} is not one")
         if upscales(run):  # super-resolution: PSNR/SSIM on Y against bicubic (gantrain/upscale.py)
-            named = [m for m, on in (("--kid", kid), ("--is", is_), ("--pr", pr), ("--accuracy", accuracy)) if on]
+            named = [m for m, on in (("--fid", fid), ("--kid", kid), ("--is", is_), ("--pr", pr), ("--accuracy", accuracy),
+                                     ("--extractor", extractor), ("--weights", weights)) if on]
             if named:
                 raise UserError(f"{named[0]}: super-resolution runs are scored with PSNR and SSIM against bicubic upscaling; drop the flag")
             from gantrain.upscale import evaluate_sr
@@ -375,7 +376,8 @@ def eval_(
             report = evaluate_translation(run, _which(checkpoint), n, extractor, weights, seed)  # n: at most this many held-out images
         else:
             report = evaluate_run(run, metrics, n, split, extractor, weights, _which(checkpoint), seed, not no_cache)
-        write_json(report, Path(report["run_dir"]) / "eval.json")
+        if hr_folder is None:  # the run's own score; a folder's goes to --json only
+            write_json(report, Path(report["run_dir"]) / "eval.json")
     if json_out is not None:
         write_json(report, json_out)
     typer.echo(format_report(report))

@@ -129,7 +129,7 @@ SCHEMA: dict = {
 # (and, for every optimizer group, its optimizer's name and momentum: LOCKED_OPTIMIZER_KEYS).
 LOCKED_OPTIMIZER_KEYS = ("name", "momentum")
 LOCKED_PREFIXES = (
-    "model.", "data.loader", "data.image_size", "data.channels",
+    "model.", "data.loader", "data.image_size", "data.channels", "data.hr_size", "data.pairs",
     "train.precision", "train.ema_decay", "train.historical_averaging.",
     # The data and noise streams: a resumed run finds its place in them from the step, the seed,
     # the batch size and the draws per step, so changing any of these would continue on another
@@ -256,6 +256,11 @@ def validate(raw: dict, ctx: Context | None = None) -> dict:
         path = tuple(key.split("."))
         if _lookup(cfg, path) != _default(path):
             ctx.fail(path, f"not available with model.family {cfg['model']['family']!r}: {reason}")
+    if family.uses_content and cfg["loss"]["content"] != "features":
+        for key in CONTENT_KEYS[1:]:  # the feature network's keys
+            if cfg["loss"][key] != _default(("loss", key)):
+                ctx.fail(("loss", key), f"configures the feature network of loss.content: features, but loss.content is "
+                                        f"{cfg['loss']['content'] or 'pixel_mse (the default)'}; set loss.content: features or drop this key")
     if not family.uses_content:
         for key in CONTENT_KEYS:
             if cfg["loss"][key] != _default(("loss", key)):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from gantrain.data.sr_pairs import bicubic_downscale, bicubic_upscale, modcrop
+from gantrain.data.sr_pairs import SRFolderPairs, bicubic_downscale, bicubic_upscale, modcrop
 from gantrain.errors import UserError
 from gantrain.metrics.similarity import sr_psnr, sr_ssim
 from gantrain.models.image_to_image import match_channels
@@ -64,21 +64,25 @@ def evaluate_sr(run, which="latest", n: int | None = None, hr_folder: Path | Non
         files = input_files(Path(hr_folder))[:n]
         hrs = [modcrop(read_image(f, up.channels)[None], s)[0] for f in files]
         hrs = [np.asarray(match_channels(h, up.channels)) for h in hrs]
-        small = [f"{f.name} ({h.shape[1]}x{h.shape[0]})" for f, h in zip(files, hrs) if min(h.shape[:2]) < s * 4]
+        least = max(4 * s, 2 * s + 11)  # SSIM's 11x11 window must fit inside the border
+        small = [f"{f.name} ({h.shape[1]}x{h.shape[0]})" for f, h in zip(files, hrs) if min(h.shape[:2]) < least]
         if small:
-            raise UserError(f"--hr-folder {hr_folder}: {small[0]} is too small to score at x{s} (each side needs at least {4 * s} pixels)")
+            raise UserError(f"--hr-folder {hr_folder}: {small[0]} is too small to score at x{s} (each side needs at least {least} pixels)")
         where = f"{len(hrs)} images of {hr_folder}, whole, cropped to multiples of {s}"
+        lrs = [None] * len(hrs)
     else:
         source = held_out_family_source(up.cfg)
-        where = f"held-out test split of {source.description}, whole images cropped to multiples of {s}" if source is not None else None
         if source is None:
-            raise UserError(f"{run}: its data has no held-out split to score on; train with data.holdout (image folders), or score a folder of "
-                            "HR images with --hr-folder DIR")
+            raise UserError(f"{run}: its data has no held-out split to score on; hold some out (data.holdout for image folders, data.test_hr_dir "
+                            "and data.test_lr_dir for sr_folders), or score a folder of HR images with --hr-folder DIR")
+        where = f"held-out test split of {source.description}, whole images cropped to multiples of {s}"
         examples = source.examples(np.arange(len(source) if n is None else min(n, len(source))))
         hrs = list(examples["hr"])
+        # Real LR images (data.loader: sr_folders) are the inputs the model is for; else LR is derived.
+        lrs = list(examples["lr"]) if isinstance(source, SRFolderPairs) else [None] * len(hrs)
     psnr, ssim, base_psnr, base_ssim = [], [], [], []
-    for hr in hrs:
-        lr = bicubic_downscale(tf.constant(hr[None], tf.float32), s)
+    for hr, real_lr in zip(hrs, lrs):
+        lr = bicubic_downscale(tf.constant(hr[None], tf.float32), s) if real_lr is None else tf.constant(real_lr[None], tf.float32)
         sr = up(lr.numpy()[0])[None]
         bicubic = bicubic_upscale(lr, s).numpy()
         try:
@@ -89,7 +93,8 @@ def evaluate_sr(run, which="latest", n: int | None = None, hr_folder: Path | Non
     colour = up.channels == 3
     protocol = {"images": len(hrs), "real_split": where, "scale": s,
                 "measured_on": ("Y of YCbCr (BT.601, as MATLAB rgb2ycbcr)" if colour else "the grey values") + f" of the 8-bit images, {s}-pixel border removed; SSIM: 11x11 Gaussian window, sigma 1.5",
-                "lr_input": f"bicubic downscaling x{s} with antialiasing of each HR image (tf.image.resize)",
+                "lr_input": (f"bicubic downscaling x{s} with antialiasing of each HR image (tf.image.resize)" if lrs[0] is None
+                             else "the real LR image of each pair (data.test_lr_dir)"),
                 "baseline": f"bicubic upscaling x{s} of the same LR input", "tiles": f"{up.tile} px, overlap {up.overlap}"}
     rows = [{"metric": "psnr", "value": float(np.mean(psnr)), "bicubic_value": round(float(np.mean(base_psnr)), 4), "better": "higher", **protocol},
             {"metric": "ssim", "value": float(np.mean(ssim)), "bicubic_value": round(float(np.mean(base_ssim)), 5), "better": "higher", **protocol}]

@@ -167,6 +167,8 @@ def test_upscale_a_folder_and_a_large_image_in_tiles(sr_run, tmp_path):
     ({"loss": {"content": "features"}}, "content_weights"),
     ({"loss": {"content": "features", "content_weights": "/nonexistent/vgg19.h5"}}, "/nonexistent/vgg19.h5"),
     ({"model": {"scale": 5}}, "model.scale"),
+    ({"loss": {"content_network": "classifier"}}, "loss.content is pixel_mse"),
+    ({"train": {"d_steps": 2}}, "no discriminator"),
 ])
 def test_sr_mistakes_exit_2_with_one_line(sr_run, tmp_path, change, needle):
     import yaml
@@ -182,6 +184,26 @@ def test_sr_mistakes_exit_2_with_one_line(sr_run, tmp_path, change, needle):
     assert needle in result.output and len(result.output.strip().splitlines()) == 1, result.output
 
 
+def test_a_feature_network_that_cannot_take_the_images_exits_2_before_anything_is_deleted(sr_run, tmp_path):
+    """RGB images against a one-channel classifier: one line, exit 2, and --overwrite has not cleared the old run."""
+    import shutil
+
+    import yaml
+
+    from gantrain.extractors.classifier import SHIPPED
+
+    folder, run = sr_run
+    keep = tmp_path / "keep"
+    shutil.copytree(run, keep)
+    cfg = _cfg(folder, steps=1)
+    cfg["loss"] = {"content": "features", "content_network": "classifier", "content_weights": str(SHIPPED / "mnist_classifier")}
+    path = tmp_path / "grey_net.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(app, ["fit", str(path), "--run-dir", str(keep), "--overwrite"])
+    assert result.exit_code == 2 and "1-channel" in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert sorted(p.name for p in (keep / "checkpoints").iterdir()) == sorted(p.name for p in (run / "checkpoints").iterdir())
+
+
 def test_upscale_and_hr_folder_mistakes(sr_run, tmp_path):
     _, run = sr_run
     bad_tile = CliRunner().invoke(app, ["upscale", str(run), str(run), "--out", str(tmp_path / "o"), "--tile", "16", "--overlap", "8"])
@@ -191,6 +213,7 @@ def test_upscale_and_hr_folder_mistakes(sr_run, tmp_path):
     no_images = CliRunner().invoke(app, ["eval", str(run), "--hr-folder", str(empty)])
     assert no_images.exit_code == 2 and "no images" in no_images.output
     # A folder of HR images of any size (cropped to multiples of the scale) is scored like the held-out split.
+    assert CliRunner().invoke(app, ["eval", str(run)]).exit_code == 0  # the run's own eval.json, which --hr-folder must not replace
     hr = tmp_path / "hr"
     hr.mkdir()
     rng = np.random.default_rng(9)
@@ -200,6 +223,8 @@ def test_upscale_and_hr_folder_mistakes(sr_run, tmp_path):
     assert scored.exit_code == 0, scored.output
     by = {r["metric"]: r for r in json.loads((tmp_path / "r.json").read_text())["results"]}
     assert by["psnr"]["images"] == 2 and "cropped to multiples of 2" in by["psnr"]["real_split"]
+    assert json.loads((run / "eval.json").read_text())["results"][0].get("real_split", "").startswith("held-out")  # not replaced by the folder's
+    assert CliRunner().invoke(app, ["eval", str(run), "--fid"]).exit_code == 2
 
 
 def test_real_lr_folders_train_and_check_the_scale(tmp_path):
@@ -209,9 +234,26 @@ def test_real_lr_folders_train_and_check_the_scale(tmp_path):
     for i, (h, w) in enumerate([(16, 16), (20, 12), (18, 14)]):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(hr_dir / f"x{i}.png")
         Image.fromarray(rng.integers(0, 256, (h // 2, w // 2, 3), dtype=np.uint8)).save(lr_dir / f"x{i}.jpg")
-    cfg = {"model": {"family": "srresnet", **TINY}, "data": {"loader": "sr_folders", "hr_dir": str(hr_dir), "lr_dir": str(lr_dir), "hr_size": 8, "batch_size": 2},
+    test_hr, test_lr = tmp_path / "test_hr", tmp_path / "test_lr"
+    test_hr.mkdir(), test_lr.mkdir()
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(test_hr / "t.png")
+    small = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(small).save(test_lr / "t.png")
+    cfg = {"model": {"family": "srresnet", **TINY}, "data": {"loader": "sr_folders", "hr_dir": str(hr_dir), "lr_dir": str(lr_dir), "hr_size": 8, "batch_size": 2,
+                                                             "test_hr_dir": str(test_hr), "test_lr_dir": str(test_lr)},
            "train": {"steps": 1}, "log": LOG}
     run = gantrain.fit(cfg, run_dir=tmp_path / "run", progress=False)
     assert (run / "checkpoints").is_dir()
+    # eval scores the model on the real LR test image, not on a bicubic downscale of its HR image.
+    from gantrain.metrics.similarity import sr_psnr
+    from gantrain.translate import Translator
+
+    result = CliRunner().invoke(app, ["eval", str(run)])
+    assert result.exit_code == 0, result.output
+    by = {r["metric"]: r for r in json.loads((run / "eval.json").read_text())["results"]}
+    assert "real LR" in by["psnr"]["lr_input"]
+    hr = np.asarray(Image.open(test_hr / "t.png"), np.float32)[None] / 127.5 - 1
+    sr = np.clip(Translator(run).model.translate(small[None].astype(np.float32) / 127.5 - 1).numpy(), -1, 1)
+    assert by["psnr"]["value"] == pytest.approx(float(sr_psnr(sr, hr, 2)[0]), rel=1e-6)
     with pytest.raises(gantrain.errors.UserError, match="set model.scale: 2"):
         gantrain.fit({**cfg, "model": {**cfg["model"], "scale": 4}}, run_dir=tmp_path / "run4", progress=False)

@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from gantrain.content import content_loss
+from gantrain.content import FeatureContent, content_loss
 from gantrain.data.source import ImageSource
 from gantrain.data.sr_pairs import SCALES, SRFolderPairs, bicubic_upscale, sr_pairs
 from gantrain.errors import UserError
@@ -77,6 +77,10 @@ class SuperResolutionModel(TranslationModel):
 
     def plan(self, loss, options):
         content = content_loss(content_spec(options.content))
+        # Checked here, when the trainer is built: before fit clears or writes anything.
+        problem = content.check_shape(self.image_shape) if isinstance(content, FeatureContent) else None
+        if problem:
+            raise UserError(f"loss.content_weights / loss.content_layer: {problem}")
 
         def g_losses(ctx, sr):
             terms = {"content_loss": content(sr, ctx.batch["hr"])}

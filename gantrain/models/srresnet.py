@@ -13,6 +13,11 @@ from gantrain.registry import MODELS
 
 
 class SRResNet(SuperResolutionFamily):
+    unsupported = {
+        **SuperResolutionFamily.unsupported,
+        "train.d_steps": "SRResNet has no discriminator (srgan has one)",
+        "loss.penalty": "SRResNet has no discriminator (srgan has one)",
+    }
     defaults = {"data.batch_size": 16, "optimizer.generator.learning_rate": 1e-4}  # the paper's
 
     def build(self, params, image_shape, num_classes):
