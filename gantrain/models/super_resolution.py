@@ -3,7 +3,8 @@
 Both builders return a functional, fully convolutional ``keras.Model`` on ``(None, None, C)``
 inputs in [-1, 1], so one built model takes training crops and whole images of any size alike.
 :func:`check_sr_shape` says, without building anything, why a high-resolution (HR) image size
-cannot be used at a scale, so a family can turn it into a config error.
+does not suit a scale (the families check the multiples themselves, in data/sr_pairs.py, and let the
+discriminator take crops below 16 px, see below).
 
 Choices the paper leaves open, common to both networks:
 
@@ -148,8 +149,8 @@ def srgan_discriminator(channels: int, width: int = 64, dense: int = 1024, name:
 
     One deviation: the paper flattens the 6x6x512 maps of its 96x96 crops into the dense layer,
     which fixes the input size (and puts 18.9 M weights in that layer alone); here global average
-    pooling over the last maps feeds it instead, so the same network judges crops of any size of at
-    least 16x16 (:func:`check_sr_shape`). With width 64, dense 1024 and 3 channels that is 5,217,281
+    pooling over the last maps feeds it instead, so the same network judges crops of any size ("same"
+    padding: below 16x16 the last blocks see a single pixel, which :func:`check_sr_shape` reports). With width 64, dense 1024 and 3 channels that is 5,217,281
     weights (5,213,569 trained, 3,712 moving statistics).
 
     Args:
