@@ -128,23 +128,52 @@ def conditional_accuracy(model, extractor: Extractor, n: int, seed: int, generat
     """Fraction of samples generated for class k that the domain classifier calls k; overall and per class.
 
     ``n // num_classes`` samples per class (at least one); ``class_names`` (default: the run's,
-    ``model.class_names``) must equal the classifier's, in order.
+    ``model.class_names``) must equal the classifier's, in order. For an unsupervised categorical
+    code (InfoGAN) code k need not mean class k, so the score is :func:`code_accuracy`'s instead:
+    the same count under the best one-to-one mapping of code values to classes (``mapping``).
     """
     if not model.conditional:
         raise UserError("--accuracy measures conditional generation; this model family takes no labels (for sgan it reports D's classifier)")
-    if not model.labels_are_classes:
-        raise UserError("--accuracy: this family's categorical code is unsupervised, so code k need not be class k; accuracy would be meaningless")
     if not extractor.has_probs:
         raise UserError(f"--accuracy needs a classifier extractor, {extractor.name!r} has no class probabilities")
-    check_class_names(model.class_names if class_names is None else class_names, extractor)
+    if model.labels_are_classes:
+        check_class_names(model.class_names if class_names is None else class_names, extractor)
     per_class = max(1, n // model.num_classes)
     labels = np.repeat(np.arange(model.num_classes), per_class)
     images = generate(model, len(labels), seed, labels.tolist(), generator=generator)
     _, probs = extractor(images)
+    predicted = probs.argmax(axis=1)
+    if not model.labels_are_classes:
+        return code_accuracy(labels, predicted, model.num_classes, probs.shape[1])
     if probs.shape[1] != model.num_classes:
         raise UserError(f"the extractor has {probs.shape[1]} classes, the model {model.num_classes}")
-    hits = probs.argmax(axis=1) == labels
+    hits = predicted == labels
     return {"overall": float(hits.mean()), "per_class": [float(hits[labels == k].mean()) for k in range(model.num_classes)], "generated": int(len(labels))}
+
+
+def code_accuracy(codes: np.ndarray, predicted: np.ndarray, num_codes: int, num_classes: int) -> dict:
+    """Accuracy of an unsupervised categorical code under its best one-to-one mapping to classes.
+
+    The InfoGAN paper's measure (Chen et al. 2016, 5% error on MNIST): code values are matched to
+    classifier labels so that the most samples agree (the Hungarian algorithm on the code x class
+    count matrix); a code left without a class (more codes than classes) counts as wrong.
+
+    Args:
+        codes: the code value each sample was generated with, ints in [0, num_codes).
+        predicted: the classifier's label for each sample, ints in [0, num_classes).
+    Returns:
+        {"overall", "per_class" (per code value), "mapping" (class of each code, -1 if none), "generated"}.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    counts = np.zeros((num_codes, num_classes), np.int64)
+    np.add.at(counts, (codes, predicted), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    mapping = np.full(num_codes, -1)
+    mapping[rows] = cols
+    hits = (mapping[codes] == predicted) & (mapping[codes] >= 0)
+    return {"overall": float(hits.mean()), "per_class": [float(hits[codes == k].mean()) for k in range(num_codes)],
+            "mapping": mapping.tolist(), "generated": int(len(codes))}
 
 
 def resolve_extractor(name: str | None, weights: str | None, loader: str, image_shape: tuple) -> Extractor:
@@ -193,8 +222,11 @@ def evaluate_run(run, metrics, n=DEFAULT_N, split="test", extractor_name=None, w
             base["results"].append({"metric": metric, "value": value, **protocol})
     if "accuracy" in metrics:
         acc = conditional_accuracy(model, extractor, n, seed)
+        what = ("conditional accuracy: samples for class k classified as k" if model.labels_are_classes else
+                "code accuracy: samples for code value k classified as mapping[k], the best one-to-one mapping of codes to classes")
+        extra = {"mapping": acc["mapping"]} if "mapping" in acc else {}
         base["results"].append({"metric": "accuracy", "value": acc["overall"], "per_class": acc["per_class"], "generated": acc["generated"],
-                                "what": "conditional accuracy: samples for class k classified as k", **extractor.protocol()})
+                                **extra, "what": what, **extractor.protocol()})
     base["seconds"] = round(time.perf_counter() - t0, 1)
     return base
 
@@ -275,10 +307,12 @@ def format_report(report: dict) -> str:
         lines.append(f"run {report['run']}  checkpoint step {report['checkpoint_step']} ({report['generator_weights']} weights){seed}")
     for r in results:
         lines.append(f"  {r['metric'].upper():<9} {format_value(r['value'])}")
-        own = {k: v for k, v in r.items() if k not in shared and k not in ("metric", "value", "per_class")}
+        own = {k: v for k, v in r.items() if k not in shared and k not in ("metric", "value", "per_class", "mapping")}
         if own:
             lines.append("            " + "; ".join(f"{k}: {v}" for k, v in own.items()))
-        if "per_class" in r:
+        if "mapping" in r:  # an unsupervised code: code value -> the class it was matched with
+            lines.append("            per code -> class: " + " ".join(f"{k}->{c}:{v:.3f}" for k, (c, v) in enumerate(zip(r["mapping"], r["per_class"]))))
+        elif "per_class" in r:
             lines.append("            per class: " + " ".join(f"{k}:{v:.3f}" for k, v in enumerate(r["per_class"])))
     protocol = {k: v for k, v in shared.items() if k not in ("metric", "value", "per_class")}
     if protocol:
@@ -308,11 +342,11 @@ class TrainingEvaluator:
         ev = cfg["eval"]
         self.metrics, self.n, self.seed = list(ev["metrics"]), ev["n"], cfg["seed"]
         self.model = model
-        if "accuracy" in self.metrics and not (model.conditional and model.labels_are_classes):
-            raise UserError("eval.metrics: accuracy needs a class-conditional model family (cgan, cdcgan, acgan)")
+        if "accuracy" in self.metrics and not model.conditional:
+            raise UserError("eval.metrics: accuracy needs a conditional model family (cgan, cdcgan, acgan; infogan: code accuracy)")
         self.extractor = resolve_extractor(ev["extractor"], ev["weights"], cfg["data"]["loader"], source.image_shape)
         self.class_names = list(source.class_names)
-        if "accuracy" in self.metrics:
+        if "accuracy" in self.metrics and model.labels_are_classes:
             check_class_names(self.class_names, self.extractor)  # before training, not at the first evaluation
         real = (held_out_split(cfg["data"]) if ev["split"] == "test" else None) or source
         key = {k: v for k, v in cfg["data"].items() if k not in ("batch_size", "labeled_per_class")}

@@ -1,6 +1,7 @@
 """Evaluation metrics against closed forms and an independent reference; extractors; the eval CLI."""
 
 import gzip
+import itertools
 import json
 import math
 import shutil
@@ -16,7 +17,7 @@ import gantrain
 from gantrain.cli import app
 from gantrain.data import load_dataset
 from gantrain.errors import UserError
-from gantrain.evaluate import evaluate_folders, real_features
+from gantrain.evaluate import code_accuracy, evaluate_folders, real_features
 from gantrain.extractors import Extractor, get_extractor
 from gantrain.extractors.classifier import SHIPPED, sha256
 from gantrain.metrics import feature_statistics, frechet_distance, inception_score, kernel_inception_distance, precision_recall
@@ -337,7 +338,9 @@ def tiny_runs(tmp_path_factory, mnist_dir):
     dcgan = gantrain.fit(cfg, run_dir=tmp / "dcgan", progress=False)
     acgan = gantrain.fit({**tiny_config(mnist_dir), "model": {"family": "acgan", "g_base_channels": 4, "g_widths": [8, 8, 4], "d_widths": [4, 8]}},
                          overrides=["train.steps=2"], run_dir=tmp / "acgan", progress=False)
-    return {"dcgan": dcgan, "acgan": acgan}
+    infogan = gantrain.fit({**tiny_config(mnist_dir), "model": {"family": "infogan", "g_base_channels": 4, "g_widths": [8, 8, 4], "d_widths": [4, 8]},
+                            "eval": {"metrics": ["accuracy"], "every": 2, "n": 100}}, overrides=["train.steps=2"], run_dir=tmp / "infogan", progress=False)
+    return {"dcgan": dcgan, "acgan": acgan, "infogan": infogan}
 
 
 def test_eval_during_training_logs_and_keeps_best(tiny_runs):
@@ -381,6 +384,48 @@ def test_eval_conditional_accuracy(tiny_runs):
     assert acc["per_class"] == [hits[labels == k].mean() for k in range(10)]
     bad = runner.invoke(app, ["eval", str(tiny_runs["dcgan"]), "--accuracy", "--n", "100"])
     assert bad.exit_code == 2 and "takes no labels" in bad.output
+
+
+def _best_mapping_by_brute_force(codes, predicted, num_codes, num_classes):
+    """Most agreeing samples over every one-to-one map of code values to classes (independent of the Hungarian solver)."""
+    best = -1
+    for classes in itertools.permutations(range(num_classes), min(num_codes, num_classes)):
+        for chosen in itertools.combinations(range(num_codes), len(classes)):  # which codes get a class
+            mapping = np.full(num_codes, -1)
+            mapping[list(chosen)] = classes
+            best = max(best, int(((mapping[codes] == predicted) & (mapping[codes] >= 0)).sum()))
+    return best
+
+
+@pytest.mark.parametrize("num_codes, num_classes", [(5, 5), (5, 3), (3, 5)])
+def test_code_accuracy_is_the_best_one_to_one_mapping(num_codes, num_classes):
+    rng = np.random.default_rng(num_codes * 10 + num_classes)
+    codes = rng.integers(0, num_codes, 400)
+    # Mostly a shuffled code -> class map, with noise, so the greedy choice and the optimum can differ.
+    true_map = rng.permutation(max(num_codes, num_classes))[:num_codes] % num_classes
+    predicted = np.where(rng.random(400) < 0.6, true_map[codes], rng.integers(0, num_classes, 400))
+    got = code_accuracy(codes, predicted, num_codes, num_classes)
+    assert got["overall"] * 400 == pytest.approx(_best_mapping_by_brute_force(codes, predicted, num_codes, num_classes))
+    mapping = np.asarray(got["mapping"])
+    assert len(set(mapping[mapping >= 0])) == (mapping >= 0).sum() == min(num_codes, num_classes)  # one-to-one
+    for k in range(num_codes):
+        expected = (predicted[codes == k] == mapping[k]).mean() if mapping[k] >= 0 else 0.0
+        assert got["per_class"][k] == pytest.approx(expected)
+
+
+def test_infogan_accuracy_is_code_accuracy(tiny_runs):
+    run = tiny_runs["infogan"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [2]  # logged during training too
+    result = runner.invoke(app, ["eval", str(run), "--accuracy", "--n", "100"])
+    assert result.exit_code == 0, result.output
+    assert "code accuracy" in result.output and "per code -> class" in result.output
+    acc = json.loads((run / "eval.json").read_text())["results"][0]
+    codes = np.repeat(np.arange(10), 10)  # 10 samples of each code value, seed 0, recomputed here
+    _, probs = get_extractor("mnist_classifier")(gantrain.sample(run, n=100, seed=0, labels=codes.tolist()))
+    predicted = probs.argmax(axis=1)
+    assert acc["value"] * 100 == pytest.approx((np.asarray(acc["mapping"])[codes] == predicted).sum())  # under the reported mapping
+    assert sorted(acc["mapping"]) == list(range(10))
 
 
 def test_eval_two_folders(tmp_path, mnist_dir):
