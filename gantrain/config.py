@@ -129,7 +129,7 @@ SCHEMA: dict = {
 # (and, for every optimizer group, its optimizer's name and momentum: LOCKED_OPTIMIZER_KEYS).
 LOCKED_OPTIMIZER_KEYS = ("name", "momentum")
 LOCKED_PREFIXES = (
-    "model.", "data.loader", "data.image_size", "data.channels", "data.hr_size", "data.pairs",
+    "model.", "data.loader", "data.image_size", "data.channels", "data.resize", "data.hr_size", "data.pairs",
     "train.precision", "train.ema_decay", "train.historical_averaging.",
     # The data and noise streams: a resumed run finds its place in them from the step, the seed,
     # the batch size and the draws per step, so changing any of these would continue on another

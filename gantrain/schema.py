@@ -119,6 +119,11 @@ def _check_value(field: Field, value: Any, path: tuple, ctx: Context) -> Any:
         if not isinstance(value, list) or not value:
             ctx.fail(path, f"expected a non-empty list of integers, got {value!r}")
         return [_number(field, v, path, ctx, integer=True) for v in value]
+    if isinstance(value, str) and field.choices and any(isinstance(c, str) for c in field.choices):
+        # A named choice of a numeric field (data.channels: auto).
+        if value not in field.choices:
+            ctx.fail(path, f"{value!r} is not one of {', '.join(map(str, field.choices))}")
+        return value
     number = _number(field, value, path, ctx, integer=(kind == "int"))
     if field.choices and number not in field.choices:
         ctx.fail(path, f"{number!r} is not one of {', '.join(map(str, field.choices))}")

@@ -10,7 +10,7 @@ from gantrain.optimizers import build_optimizer
 from gantrain.trainer import GANTrainer
 from gantrain.errors import UserError
 from gantrain.run import build_model
-from tests.conftest import NOISE_FAMILIES
+from tests.conftest import MNIST_PARAMS, NOISE_FAMILIES
 
 
 def _count(model, trainable=None):
@@ -87,7 +87,7 @@ def _synthetic_source(n=16, classes=4):
 def test_every_family_passes_the_contract(family):
     """Registry-wide: build for MNIST shapes, map latent -> images -> logits, and train one step
     (every variable gets a gradient, losses finite, both networks' weights move)."""
-    cfg = _cfg(family)
+    cfg = _cfg(family, **MNIST_PARAMS.get(family, {}))
     source = _synthetic_source()
     model = build_model(cfg, (28, 28, 1), source.num_classes)
     rng = tf.random.Generator.from_seed(0)

@@ -132,11 +132,12 @@ def test_family_capabilities_are_declared():
     from gantrain.config import validate
     from gantrain.registry import MODELS
     from gantrain.rundir import build_model
+    from tests.conftest import MNIST_PARAMS
 
     for family in MODELS.names():
         noise = "image" in MODELS.get(family).roles
         data = {"loader": "mnist"} if noise else {"loader": "image_folder", "root": "unused", "image_size": 32}
-        cfg = validate({"model": {"family": family}, "data": data})
+        cfg = validate({"model": {"family": family, **MNIST_PARAMS.get(family, {})}, "data": data})
         model = build_model(cfg, (28, 28, 1) if noise else (32, 32, 3), 10)
         assert model.can_classify == callable(getattr(model, "classify", None)), family
         assert model.has_codes == callable(getattr(model, "traversal", None)), family

@@ -27,7 +27,7 @@ from gantrain.optimizers import build_optimizer
 from gantrain.registry import LOSSES
 from gantrain.run import build_model
 from gantrain.trainer import GANTrainer, TrainOptions
-from tests.conftest import NOISE_FAMILIES, tiny_config
+from tests.conftest import MNIST_PARAMS, NOISE_FAMILIES, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -276,6 +276,7 @@ FAMILIES = {
     "gan": {"g_widths": [8], "d_widths": [8, 4]},
     "cgan": {"g_widths": [8], "d_widths": [8]},
     "dcgan": {"g_widths": [8, 4], "d_widths": [4, 4]},
+    **MNIST_PARAMS,
 }
 CONV = {"g_base_channels": 4, "g_widths": [8, 8, 4], "d_widths": [4, 8]}
 

@@ -19,7 +19,7 @@ from gantrain.optimizers import build_optimizer
 from gantrain.registry import LOSSES
 from gantrain.run import build_model
 from gantrain.trainer import GANTrainer, TrainOptions, UpdateContext
-from tests.conftest import NOISE_FAMILIES, image_and_label, tiny_config
+from tests.conftest import MNIST_PARAMS, NOISE_FAMILIES, image_and_label, tiny_config
 
 REAL, FAKE = [2.0, -1.0], [0.5, -3.0]
 
@@ -149,7 +149,7 @@ def _trainer(raw: dict):
     return trainer, (lambda: trainer.train_step(it, labeled) if labeled else trainer.train_step(it))
 
 
-TINY = {"dcgan": {"g_widths": [8, 4], "d_widths": [4], "dropout": 0.0}, "gan": {"g_widths": [8], "d_widths": [8]}, "cgan": {"g_widths": [8], "d_widths": [8]}}
+TINY = {"dcgan": {"g_widths": [8, 4], "d_widths": [4], "dropout": 0.0}, "gan": {"g_widths": [8], "d_widths": [8]}, "cgan": {"g_widths": [8], "d_widths": [8]}, **MNIST_PARAMS}
 CONV_TINY = {"g_base_channels": 4, "g_widths": [8, 8, 4], "d_widths": [4, 8], "d_norm": "layer"}
 
 
