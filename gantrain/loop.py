@@ -11,6 +11,11 @@ checkpoint that cannot be written stops with the reason while the earlier ones s
 Test hooks (environment): ``GANTRAIN_FAULT_CHECKPOINT_DELAY=S`` sleeps S seconds between writing a
 checkpoint's data and publishing it in the index (to kill a run mid-save), and
 ``GANTRAIN_FAULT_NAN_STEP=N`` poisons one discriminator weight with NaN before step N.
+
+Every metrics.jsonl row carries ``time``: seconds of training wall-clock since the run started,
+accumulated over resumes (tracing, grids, checkpoints and evaluation included), so runs can be
+compared by what they reached in how many minutes. At each start TensorBoard also gets the run's
+hyperparameters and its evaluation metrics (gantrain/hparams.py).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from gantrain.data import make_pipeline
 from gantrain.data.labels import labeled_subset
 from gantrain.distribute import agree, check_batch, distribute_pipeline
 from gantrain.errors import TrainingStopped
+from gantrain.hparams import log_hparams, metric_tags
 from gantrain.images import display_scale, make_grid, save_png
 from gantrain.optimizers import last_rate, set_learning_rate
 
@@ -84,6 +90,7 @@ class TrainingLoop:
         self.auto_steps = 1  # grows once a call's duration is known (the first one includes tracing)
         # The progress bar shows each update's loss, in the plan's order (d, then g).
         self.loss_keys = [trainer.groups[u.group].short for u in trainer.plan.updates]
+        self.time_offset, self.t_start = 0.0, time.perf_counter()  # the training clock; set again by run()
 
     # -- data -------------------------------------------------------------------------------------
     def _iterators(self):
@@ -116,7 +123,12 @@ class TrainingLoop:
         if start >= self.total:
             print(f"{self.run_dir}: already trained to step {start} (train.steps = {self.total}); raise it with --set train.steps=N to continue")
             return self.run_dir
+        # A resumed run's clock goes on from the last time its kept rows recorded: the work after
+        # them was lost with the process, so it is not counted.
+        self.time_offset, self.t_start = _last_time(self.metrics_path), time.perf_counter()
         writer = tf.summary.create_file_writer(str(self.run_dir / "tb"))
+        with writer.as_default():
+            log_hparams(self.cfg, metric_tags(self.cfg, self.accuracy_source is not None), trial_id=self.run_dir.name)
         iterator, labeled = self._iterators()
         sums, count, t_last, images = {}, 0, time.perf_counter(), 0
         bar = tqdm(total=self.total, initial=start, disable=not self.progress, unit="step", dynamic_ncols=True, desc=self.cfg["name"])
@@ -193,14 +205,25 @@ class TrainingLoop:
         return s % self.cfg["log"][key] == 0 or s == self.total
 
     # -- hooks ------------------------------------------------------------------------------------
+    def _elapsed(self) -> float:
+        """Seconds of training wall-clock, this run's earlier processes included. A NaN rollback
+        does not turn it back: the discarded steps took real time."""
+        return round(self.time_offset + time.perf_counter() - self.t_start, 3)
+
     def _log(self, s: int, row: dict) -> None:
+        elapsed = self._elapsed()
         try:
             with open(self.metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": s, **{k: round(v, 6) for k, v in row.items()}}) + "\n")
+                f.write(json.dumps({"step": s, **{k: round(v, 6) for k, v in row.items()}, "time": elapsed}) + "\n")
         except OSError as err:
             raise TrainingStopped(f"{self.metrics_path}: cannot write ({err.strerror}); free disk space, then gantrain fit --resume {self.run_dir}") from None
         for k, v in row.items():
             tf.summary.scalar(k, v, step=s)
+            if k.startswith("eval/"):
+                # The same number against whole seconds of training. TensorBoard's "relative" time
+                # axis restarts with every resumed process, so the accumulated clock is written as
+                # the step of a series of its own.
+                tf.summary.scalar(f"eval_by_seconds/{k[len('eval/'):]}", v, step=int(elapsed))
 
     def _grid(self, s: int) -> None:
         images, rows = self.trainer.model.grid_images(self.grid_inputs, self.trainer.sampling_networks)
@@ -299,6 +322,21 @@ def _truncate_metrics(path: Path, start: int) -> None:
     tmp = path.with_name(".metrics.jsonl.tmp")
     tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     tmp.replace(path)
+
+
+def _last_time(path: Path) -> float:
+    """The latest ``time`` of metrics.jsonl (0 when there is none: a new run, or rows from before the field)."""
+    if not path.is_file():
+        return 0.0
+    times = [_time_of(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return max(times, default=0.0)
+
+
+def _time_of(line: str) -> float:
+    try:
+        return float(json.loads(line).get("time", 0.0))
+    except (ValueError, TypeError, AttributeError):
+        return 0.0
 
 
 def _step_of(line: str) -> int:
