@@ -105,6 +105,10 @@ def sample(
     per_class: Optional[int] = typer.Option(None, "--per-class", min=1, help="Conditional families: a grid with this many images of every class."),
     traverse: Optional[str] = typer.Option(None, "--traverse", help="InfoGAN: sweep continuous code c1, c2, ... from -2 to 2 (one categorical value per row)."),
     steps: int = typer.Option(10, "--steps", min=2, max=100, help="Columns of a --traverse grid."),
+    animate: Optional[Path] = typer.Option(None, "--animate", help="Instead of sampling: write the grids saved during training (samples/step_*.png) "
+                                           "as an animated GIF to this .gif file, the step written above each frame."),
+    fps: float = typer.Option(4.0, "--fps", min=0.1, max=100, help="With --animate: frames per second."),
+    every: int = typer.Option(1, "--every", min=1, help="With --animate: keep every Nth grid (the last one is always kept)."),
 ):
     """Draw images from a trained generator; no dataset needed.
 
@@ -117,9 +121,20 @@ def sample(
       gantrain sample runs/acgan_mnist --per-class 8 --out classes.png
 
       gantrain sample runs/infogan_mnist --traverse c1 --steps 10 --out c1.png
+
+      gantrain sample runs/dcgan_mnist --animate progress.gif --fps 8
     """
     from gantrain.sampling import class_grid, generate, load_model, parse_labels, write_samples
 
+    if animate is not None:
+        from gantrain.animate import animate as write_gif
+
+        clash = [flag for flag, v in (("--label", label), ("--labels", labels), ("--per-class", per_class), ("--traverse", traverse)) if v is not None]
+        if clash:
+            raise UserError(f"{clash[0]}: --animate plays the grids saved during training; drop {clash[0]}")
+        frames = write_gif(run, animate, fps, every)
+        typer.echo(f"wrote {len(frames)} frames (steps {frames[0]} to {frames[-1]}, {fps:g} per second) to {animate}")
+        return
     if fmt == "auto":
         if out.suffix and out.suffix.lower() not in (".png", ".npy"):
             raise UserError(f"--out {out}: unknown output type {out.suffix!r}; give a .png file (one grid), a .npy file "
@@ -151,6 +166,61 @@ def sample(
     if rows and traverse is None and names:
         classes = chosen if per_class is None or labels is not None else list(range(model.num_classes))
         typer.echo("rows, top to bottom: " + ", ".join(f"{c}={names[c]}" if c < len(names) else str(c) for c in classes))
+
+
+@app.command()
+@user_errors
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run directories, or folders searched for runs (folders holding config.yaml and metrics.jsonl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (for scripts) instead of the table."),
+):
+    """Compare runs side by side: family, loss, steps, wall time, latest and best eval metrics, and the config keys that differ.
+
+    Runs being trained right now are marked "training".
+
+    Examples:
+
+      gantrain compare runs/
+
+      gantrain compare runs/dcgan_mnist runs/wgan_gp_mnist --json
+    """
+    import json
+
+    from gantrain.compare import compare_runs, format_table
+
+    report = compare_runs(runs)
+    typer.echo(json.dumps(report, indent=1) if as_json else format_table(report))
+
+
+@app.command()
+@user_errors
+def export(
+    run: Path = typer.Argument(..., help="Run directory, its checkpoints/ folder, or a checkpoint prefix like runs/x/checkpoints/ckpt-500."),
+    fmt: str = typer.Option(..., "--format", help="keras (.keras file, standard layers only) | savedmodel (TF Serving) | tflite."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output path; a folder when the run has several generators (cyclegan: g_ab, g_ba)."),
+    checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest', 'best' (with an eval section in training) or a step number."),
+    float16: bool = typer.Option(False, "--float16", help="tflite: store the weights as float16 (about half the size; outputs move by ~1e-3)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace exports that already exist."),
+):
+    """Export the trained generator(s), the EMA copy when the run kept one, for use without gantrain.
+
+    The serving signature (savedmodel, tflite) is printed after export and documented in
+    gantrain/export.py: noise families take z (and label), images in [-1, 1] come out.
+
+    Examples:
+
+      gantrain export runs/dcgan_mnist --format keras --out dcgan.keras
+
+      gantrain export runs/cyclegan_horse2deer --format savedmodel --out exported/
+
+      gantrain export runs/dcgan_mnist --format tflite --out dcgan.tflite --float16
+    """
+    from gantrain.export import describe_signature, export as run_export
+
+    gens, paths = run_export(run, fmt, out, _which(checkpoint), float16, overwrite)
+    for name, path in paths.items():
+        typer.echo(f"wrote {gens.family} {name} from step {gens.step} ({gens.weights[name]}) as {fmt}: {path}")
+        typer.echo(f"  {'serving_default' if fmt != 'keras' else 'inputs'}: {describe_signature(gens, name, fixed=fmt == 'tflite')}")
 
 
 @app.command()

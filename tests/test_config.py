@@ -522,7 +522,7 @@ REFERENCE_UPDATES = {
     "lsgan_mnist": ("alternating", "fresh"),
     "wgan_mnist": ("alternating", "fresh"),
     "wgan_gp_mnist": ("alternating", "fresh"),
-    "dcgan_mnist": ("simultaneous", "fresh"),  # the TensorFlow DCGAN tutorial's train_step
+    "dcgan_mnist_tutorial": ("simultaneous", "fresh"),  # the TensorFlow DCGAN tutorial's train_step
 }
 
 
