@@ -29,6 +29,13 @@ class EMAGenerator:
     ``model`` is a copy of the generator (same architecture, own variables); sampling and grids use
     it when ``train.ema_decay`` is set. ``update`` runs in cross-replica context (inside
     ``tf.function`` and under a distribution strategy alike).
+
+    The copied batch-norm statistics belong to the live weights, not to their average: with a
+    fast-moving generator (batch-norm momentum 0.8 as the ACGAN body, or a high learning rate) the
+    pair is far off, e.g. a CDCGAN at step 1,000 scored FID 214 with them and 54 with the average's
+    own statistics. So before the average is used (grids, evaluation, checkpoints) the trainer calls
+    ``standing_statistics``, which recomputes them for the averaged weights ("standing statistics",
+    as BigGAN and StudioGAN do for their EMA generators).
     """
 
     def __init__(self, generator: keras.Model, decay: float):
@@ -59,6 +66,32 @@ class EMAGenerator:
             else:
                 ema.assign(w)
         self.num_updates.assign_add(1)
+
+    def standing_statistics(self, inputs) -> bool:
+        """Set the copy's batch-norm moving statistics to the mean of its batch statistics over ``inputs``.
+
+        Each batch of ``inputs`` (generator inputs) runs through the copy in training mode with the
+        momentum of every BatchNormalization layer set to ``i / (i + 1)`` for the i-th batch, which
+        makes the moving mean and variance the running average of the batches' means and (biased)
+        variances; the layers' momenta are restored afterwards. Runs eagerly.
+
+        Returns:
+            False when the copy has no batch normalization (nothing to do; ``inputs`` is not read).
+        """
+        norms = [layer for layer in self.model._flatten_layers(include_self=False, recursive=True)
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+        if not norms:
+            return False
+        momenta = [layer.momentum for layer in norms]
+        try:
+            for i, batch in enumerate(inputs):
+                for layer in norms:
+                    layer.momentum = i / (i + 1)
+                self.model(batch, training=True)
+        finally:
+            for layer, momentum in zip(norms, momenta):
+                layer.momentum = momentum
+        return True
 
     @property
     def variables(self):

@@ -172,9 +172,13 @@ class TrainingLoop:
                         self._log(s, row)
                         bar.set_postfix(**{short: f"{row[f'{short}_loss']:.3f}" for short in self.loss_keys}, ips=f"{row['images_per_sec']:.0f}")
                         sums, count, t_last, images = {}, 0, now, 0
+                    eval_due = self.evaluator is not None and (s % self.cfg["eval"]["every"] == 0 or s == self.total)
+                    if any((self._due(s, "sample_every"), self._due(s, "checkpoint_every"), eval_due, interrupt.signum is not None)):
+                        # The EMA copies get batch-norm statistics of their own weights before
+                        # anything shows, scores or saves them.
+                        self.trainer.refresh_averages(self.cfg["seed"], s, self.batch_size)
                     if self._due(s, "sample_every"):
                         self._grid(s)
-                    eval_due = self.evaluator is not None and (s % self.cfg["eval"]["every"] == 0 or s == self.total)
                     if (self._due(s, "checkpoint_every") or eval_due or interrupt.signum is not None) and not self._weights_finite():
                         # A finite loss can still leave non-finite weights (an infinite gradient
                         # step): such weights are never evaluated or saved; roll back like a

@@ -18,13 +18,14 @@ import contextlib
 from dataclasses import dataclass, field
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from gantrain.augment import diff_augment
 from gantrain.averaging import EMAGenerator, HistoricalAverage
 from gantrain.distribute import num_replicas, replica_seed, replica_slice
 from gantrain.losses import LossPair
-from gantrain.models.base import FamilyModel
+from gantrain.models.base import FamilyModel, GANModel
 from gantrain.models.plan import Losses, Update
 from gantrain.registry import PENALTIES
 
@@ -178,6 +179,22 @@ class Trainer:
         for u in self.plan.updates:
             counts[u.group] += 1 if self.simultaneous else u.repeat
         return {name: max(1, n) for name, n in counts.items()}
+
+    def refresh_averages(self, seed: int, step: int, batch: int, batches: int = 32) -> None:
+        """Standing batch-norm statistics for the EMA copies, before grids, evaluation and checkpoints
+        use them (``EMAGenerator.standing_statistics``): ``batches`` batches of fresh generator inputs.
+
+        The inputs come from their own generator seeded by (seed, step), so a resumed run refreshes
+        exactly as the uninterrupted one, and the training noise stream is not touched. Only noise
+        families: an image-to-image generator's inputs are images from the data stream, which
+        cannot be drawn here without moving the run's place in it.
+        """
+        if not self.averages or not isinstance(self.model, GANModel):
+            return
+        state = np.random.SeedSequence([seed, step]).generate_state(1)[0]
+        rng = tf.random.Generator.from_seed(int(state))
+        for ema in self.averages.values():
+            ema.standing_statistics(self.model.generator_inputs(self.model.sample_latent(rng, batch)) for _ in range(batches))
 
     def checkpoint_parts(self) -> dict:
         """Every variable a checkpoint must carry, by entry name (the noise RNG and step are the caller's)."""
