@@ -80,7 +80,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     curves = []
     for run in args.runs:
-        s, points = summary(run, args.metric)
+        try:
+            s, points = summary(run, args.metric)
+        except SystemExit as why:  # one run without evaluations (yet) does not hide the others
+            print(f"| {run} | {why} |")
+            continue
         curves.append((run, s["metric"], points))
         print(f"| {run} | {s['metric']} | {s['steps']} | {s['minutes']:.1f} | {fmt(s['at_5'])} | {fmt(s['at_15'])} | {fmt(s['at_30'])} | {fmt(s['end'])} | {fmt(s['best'])} |")
     if args.curve:

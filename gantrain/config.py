@@ -96,7 +96,7 @@ SCHEMA: dict = {
         "on_nan": Field("stop", "non-finite loss: stop (keep the last good checkpoint) or rollback (reload it, scale the learning rates by nan_lr_factor)", "str", choices=("stop", "rollback")),
         "nan_lr_factor": Field(0.5, "learning-rate factor applied on each rollback", "float", min=0, max=1, min_exclusive=True),
         "nan_max_rollbacks": Field(3, "rollbacks allowed before stopping", "int", min=1),
-        "ema_decay": Field(None, "keep an exponential moving average of G's weights (e.g. 0.999), with the (1 + t) / (10 + t) warm-up of TensorFlow's moving averages; sampling and grids then use it", "float", min=0, max=1, min_exclusive=True, nullable=True),
+        "ema_decay": Field(None, "keep an exponential moving average of G's weights (e.g. 0.999), with the (1 + t) / (10 + t) warm-up of TensorFlow's moving averages; sampling and grids then use it, with batch-norm statistics recomputed for the averaged weights (noise families)", "float", min=0, max=1, min_exclusive=True, nullable=True),
         "historical_averaging": {
             "generator": Field(0.0, "weight of ||theta - mean of past theta||^2 for G (0 = off)", "float", min=0),
             "discriminator": Field(0.0, "the same for D", "float", min=0),

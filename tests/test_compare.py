@@ -257,3 +257,26 @@ def test_bad_inputs_are_one_line_user_errors(runs, tmp_path):
     user_error(lambda: animate(runs["a"], tmp_path / "p.gif", every=0), "--every 0")
     user_error(lambda: animate(runs["a"], tmp_path / "p.gif", fps=0), "--fps 0")
     assert not (tmp_path / "p.gif").exists()
+
+
+def test_compare_and_animate_commands(runs, tmp_path):
+    """The CLI surface over the same runs: the table and --json, the GIF, and bad inputs exit 2 with one line."""
+    from typer.testing import CliRunner
+
+    from gantrain.cli import app
+
+    runner = CliRunner()
+    table = runner.invoke(app, ["compare", str(runs["root"])])
+    assert table.exit_code == 0, table.output
+    assert "loss.name" in table.output and "least_squares" in table.output and "non_saturating" in table.output
+    as_json = runner.invoke(app, ["compare", str(runs["a"]), str(runs["b"]), "--json"])
+    assert json.loads(as_json.output) == compare_runs([runs["a"], runs["b"]])
+    gif = tmp_path / "progress.gif"
+    done = runner.invoke(app, ["sample", str(runs["a"]), "--animate", str(gif), "--every", "2"])
+    assert done.exit_code == 0, done.output
+    grids = sorted((runs["a"] / "samples").glob("step_*.png"))
+    with Image.open(gif) as im:
+        assert im.n_frames == len(grids[::2]) + (len(grids) % 2 == 0)  # every 2nd grid, and always the last
+    for args in (["compare", str(tmp_path / "missing")], ["sample", str(runs["a"]), "--animate", str(tmp_path / "x.gif"), "--label", "1"]):
+        bad = runner.invoke(app, args)
+        assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1, bad.output
