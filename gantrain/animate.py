@@ -106,8 +106,11 @@ def animate(run_dir, out_gif, fps: float = 4, every: int = 1) -> list[int]:
     band = band_height(font)
     frames = []
     for step, path in grids:
-        with Image.open(path) as grid:
-            frames.append(frame(grid, step, font, band))
+        try:
+            with Image.open(path) as grid:
+                frames.append(frame(grid, step, font, band))
+        except OSError as err:
+            raise UserError(f"{path}: cannot read this sample grid ({err}); delete it and run again") from None
     frames = same_canvas(frames)
     try:
         out_gif.parent.mkdir(parents=True, exist_ok=True)

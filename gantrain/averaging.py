@@ -23,8 +23,9 @@ class EMAGenerator:
     updates, and samples, scores and "best" checkpoints taken early are judged on those; with it
     the first update keeps 1/10 of the old value and the decay reaches ``decay`` after
     ``(10 decay - 1) / (1 - decay)`` updates. Every variable the generator does not train (batch-norm
-    moving statistics, seed states) is copied: averaging moving statistics would pair the averaged
-    weights with statistics of no network that ever ran.
+    moving statistics, seed states) is copied, not averaged: an average of moving statistics would
+    describe no network that ever ran. For batch-norm statistics the copy is a placeholder until
+    ``standing_statistics`` (below) replaces it with the average's own.
 
     ``model`` is a copy of the generator (same architecture, own variables); sampling and grids use
     it when ``train.ema_decay`` is set. ``update`` runs in cross-replica context (inside

@@ -149,19 +149,19 @@ def _eval_json(path: Path) -> dict:
     mean, other dict values (precision and recall) one entry each."""
     if not path.is_file():
         return {}
+    out = {}
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
         results, step = report["results"], report.get("checkpoint_step")
-    except (ValueError, KeyError, TypeError):
+        for result in results:
+            value = result.get("value")
+            if isinstance(value, dict):
+                parts = {result["metric"]: value["mean"]} if "mean" in value else value
+            else:
+                parts = {result["metric"]: value}
+            out.update({k: {"value": v, "step": step} for k, v in parts.items() if isinstance(v, (int, float))})
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise UserError(f"{path}: not a gantrain eval report; delete it or rerun gantrain eval on the run") from None
-    out = {}
-    for result in results:
-        value = result.get("value")
-        if isinstance(value, dict):
-            parts = {result["metric"]: value["mean"]} if "mean" in value else value
-        else:
-            parts = {result["metric"]: value}
-        out.update({k: {"value": v, "step": step} for k, v in parts.items() if isinstance(v, (int, float))})
     return out
 
 

@@ -20,6 +20,7 @@ hyperparameters and its evaluation metrics (gantrain/hparams.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -128,7 +129,7 @@ class TrainingLoop:
         self.time_offset, self.t_start = _last_time(self.metrics_path), time.perf_counter()
         writer = tf.summary.create_file_writer(str(self.run_dir / "tb"))
         with writer.as_default():
-            log_hparams(self.cfg, metric_tags(self.cfg, self.accuracy_source is not None), trial_id=self.run_dir.name)
+            log_hparams(self.cfg, metric_tags(self.cfg, self.accuracy_source is not None), trial_id=trial_id(self.run_dir))
         iterator, labeled = self._iterators()
         sums, count, t_last, images = {}, 0, time.perf_counter(), 0
         bar = tqdm(total=self.total, initial=start, disable=not self.progress, unit="step", dynamic_ncols=True, desc=self.cfg["name"])
@@ -173,10 +174,11 @@ class TrainingLoop:
                         bar.set_postfix(**{short: f"{row[f'{short}_loss']:.3f}" for short in self.loss_keys}, ips=f"{row['images_per_sec']:.0f}")
                         sums, count, t_last, images = {}, 0, now, 0
                     eval_due = self.evaluator is not None and (s % self.cfg["eval"]["every"] == 0 or s == self.total)
-                    if any((self._due(s, "sample_every"), self._due(s, "checkpoint_every"), eval_due, interrupt.signum is not None)):
+                    if self._due(s, "sample_every") or self._due(s, "checkpoint_every") or eval_due or interrupt.signum is not None:
                         # The EMA copies get batch-norm statistics of their own weights before
                         # anything shows, scores or saves them.
-                        self.trainer.refresh_averages(self.cfg["seed"], s, self.batch_size)
+                        # One replica's batch: it runs on one device, where the global batch may not fit.
+                        self.trainer.refresh_averages(self.cfg["seed"], s, max(1, self.batch_size // self.strategy.num_replicas_in_sync))
                     if self._due(s, "sample_every"):
                         self._grid(s)
                     if (self._due(s, "checkpoint_every") or eval_due or interrupt.signum is not None) and not self._weights_finite():
@@ -326,6 +328,12 @@ def _truncate_metrics(path: Path, start: int) -> None:
     tmp = path.with_name(".metrics.jsonl.tmp")
     tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     tmp.replace(path)
+
+
+def trial_id(run_dir: Path) -> str:
+    """The run's row name in TensorBoard's HParams table: its folder name, made unique by a short hash
+    of its full path (TensorBoard merges rows with equal ids: runs/a/lr3 and runs/b/lr3 would be one)."""
+    return f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:6]}"
 
 
 def _last_time(path: Path) -> float:

@@ -131,6 +131,10 @@ def fit(config=None, overrides=None, run_dir=None, resume=None, overwrite=False,
         saved = read_meta(resume, cfg)
         if saved.get("num_classes", source.num_classes) != source.num_classes:
             raise UserError(f"cannot resume {resume}: its data had {saved['num_classes']} classes, {source.description} has {source.num_classes}")
+        if tuple(saved.get("image_shape", source.image_shape)) != tuple(source.image_shape):
+            # e.g. data.channels: auto resolving to RGB once a colour file joined a grey folder
+            raise UserError(f"cannot resume {resume}: its images were {tuple(saved['image_shape'])}, {source.description} now gives "
+                            f"{tuple(source.image_shape)}; restore the data as it was (data.channels: auto follows the files) or start a new run")
     evaluation = prepare_evaluation(cfg, model, source)  # may refuse the config: before anything is written
     trainer = Trainer(
         model,

@@ -21,6 +21,7 @@ from gantrain.animate import animate
 from gantrain.compare import compare_runs, format_table, format_time, metric_summary
 from gantrain.config import flatten, validate
 from gantrain.hparams import ALWAYS, run_hparams
+from gantrain.loop import trial_id
 from gantrain.runlock import LOCK_NAME, RunLock
 from tests.conftest import tiny_config, user_error
 
@@ -105,7 +106,8 @@ def test_tensorboard_hparams_list_the_run_and_its_metrics(runs):
     assert tags[0] == "eval/fid" and {"eval/kid", "eval/is", "eval/accuracy", "test_accuracy"} <= set(tags) and len(set(tags)) == len(tags)
     logged = {k: _value(v) for k, v in sessions[0].hparams.items()}
     assert sorted(h.name for h in experiments[0].hparam_infos) == sorted(logged)
-    assert sessions[0].group_name == "a"  # one row per run directory
+    assert sessions[0].group_name == trial_id(a) and trial_id(a).startswith("a-")  # one row per run directory
+    assert trial_id(a) != trial_id(a.parent / "elsewhere" / "a")  # the same name in another folder is another row
     # The keys tiny_config sets (none at its default), the eval section set here, the loss always.
     saved = yaml.safe_load((a / "config.yaml").read_text())
     assert logged["model.family"] == "dcgan" and logged["data.loader"] == "mnist" and logged["loss.name"] == "non_saturating"

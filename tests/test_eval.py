@@ -426,6 +426,7 @@ def test_infogan_accuracy_is_code_accuracy(tiny_runs):
     predicted = probs.argmax(axis=1)
     assert acc["value"] * 100 == pytest.approx((np.asarray(acc["mapping"])[codes] == predicted).sum())  # under the reported mapping
     assert sorted(acc["mapping"]) == list(range(10))
+    assert acc["value"] == pytest.approx(code_accuracy(codes, predicted, 10, 10)["overall"])  # and it is the best mapping's
 
 
 def test_eval_two_folders(tmp_path, mnist_dir):
