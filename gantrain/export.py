@@ -311,6 +311,9 @@ def check_writable(out: Path) -> None:
 def targets(out: Path, fmt: str, names: list[str]) -> dict[str, Path]:
     """Where each generator goes (module docstring)."""
     suffix = FORMATS[fmt]
+    other = {s: f for f, s in FORMATS.items() if s and f != fmt}
+    if out.suffix in other:  # dcgan.keras with --format tflite: a folder named dcgan.keras is surely not meant
+        raise UserError(f"--out {out}: a {out.suffix} name for --format {fmt}; give a {suffix or 'folder'} name, or --format {other[out.suffix]}")
     if len(names) == 1 and (fmt == "savedmodel" or out.suffix == suffix):
         return {names[0]: out}
     if suffix and out.suffix == suffix:
@@ -328,6 +331,8 @@ def _taken(path: Path) -> bool:
 def check_targets(paths: dict[str, Path], fmt: str, overwrite: bool) -> None:
     taken = [p for p in paths.values() if _taken(p)]
     if taken and not overwrite:
+        if fmt == "savedmodel" and not (taken[0] / "saved_model.pb").is_file():
+            raise UserError(f"--out {taken[0]}: a folder that holds other files (not a SavedModel); choose a new folder name")
         raise UserError(f"--out {taken[0]}: already exists; pass --overwrite to replace it, or choose another --out")
     for path in taken:
         if fmt == "savedmodel" and not (path.is_dir() and (path / "saved_model.pb").is_file()):

@@ -186,8 +186,9 @@ class Trainer:
 
         The inputs come from their own generator seeded by (seed, step), so a resumed run refreshes
         exactly as the uninterrupted one, and the training noise stream is not touched. Only noise
-        families: an image-to-image generator's inputs are images from the data stream, which
-        cannot be drawn here without moving the run's place in it.
+        families so far: an image-to-image generator (pix2pix with batch norm and an EMA) needs
+        input images, which a second, stateless pipeline over the training data could supply; until
+        then its EMA copy keeps the live generator's statistics (open work, BENCHMARKS.md).
         """
         if not self.averages or not isinstance(self.model, GANModel):
             return

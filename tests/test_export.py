@@ -263,6 +263,8 @@ def test_a_custom_layer_without_a_rewrite_is_refused_by_name():
     (["{dcgan}", "--format", "keras", "--out", "{tmp}/g.keras", "--float16"], "--float16: quantises TFLite models only"),
     (["{cyclegan}", "--format", "keras", "--out", "{tmp}/g.keras"], "has 2 generators (g_ab, g_ba); give a folder"),
     (["{dcgan}", "--format", "keras", "--out", "{tmp}/g.keras", "--checkpoint", "7"], "no checkpoint for step 7"),
+    (["{dcgan}", "--format", "tflite", "--out", "{tmp}/g.keras"], "a .keras name for --format tflite"),
+    (["{dcgan}", "--format", "savedmodel", "--out", "{tmp}"], "not a SavedModel); choose a new folder name"),
 ])
 def test_export_mistakes_exit_2_with_one_line(runs, tmp_path, args, needle):
     (tmp_path / "empty").mkdir()
