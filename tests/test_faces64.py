@@ -298,6 +298,9 @@ def test_every_grey_mode_counts_as_grey_and_a_new_colour_file_is_seen(tmp_path):
     src = load_dataset(data)
     # Sorted names: bits, deep, l, la; 40000 // 257 = 155 (16 bits to 8).
     assert src.images[:, 0, 0, 0].tolist() == [255, 155, 200, 90]
+    Image.fromarray(np.full((8, 8), 120.0, np.float32)).save(tmp_path / "m.tif")  # F: 32-bit float grey (scientific TIFFs)
+    assert Image.open(tmp_path / "m.tif").mode == "F" and resolve_channels(data) == 1
+    assert load_dataset(data).images[:, 0, 0, 0].tolist() == [255, 155, 200, 90, 120]
     Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "z.png")  # the cached answer must not hide it
     assert resolve_channels(data) == 3
 

@@ -30,7 +30,7 @@ from gantrain.schema import Field
 
 RESIZES = ("center_crop", "pad")
 # Pillow modes of single-channel images: bilevel, 8-bit, 8-bit with alpha, 32-bit and 16-bit integer.
-GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N"})
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pbm", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 SCHEMA = {
