@@ -60,6 +60,28 @@ def test_dcgan_tutorial_parameter_count():
     assert _count(nets.discriminator) == 212_865
 
 
+def test_dcgan_nearest_upsampling_is_a_nearest_resize_then_a_same_convolution():
+    # Independent forward of G's last block: repeat each pixel 2x2 (nearest neighbour), then the
+    # 5x5 "same" convolution with the layer's kernel and tanh; it must equal G's output. The
+    # transposed-convolution generator has the same parameter count, so only numbers tell them apart.
+    nets = build_model(_cfg("dcgan", g_widths=[8, 4, 2], d_widths=[4], g_upsample="nearest"), (28, 28, 1), 0)
+    g = nets.generator
+    assert not [layer for layer in g.layers if isinstance(layer, tf.keras.layers.Conv2DTranspose)]
+    last_conv = g.layers[-1]
+    feeding = tf.keras.Model(g.input, g.layers[-3].output)  # the activation before the last upsampling
+    z = tf.random.normal([3, nets.latent_dim], seed=1)
+    x = feeding(z, training=False).numpy()
+    assert x.shape == (3, 14, 14, 2)
+    upsampled = x.repeat(2, axis=1).repeat(2, axis=2)
+    kernel = last_conv.kernel.numpy()
+    padded = np.pad(upsampled, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    expected = np.zeros((3, 28, 28, 1), np.float32)
+    for i in range(5):
+        for j in range(5):
+            expected += np.einsum("bhwc,co->bhwo", padded[:, i:i + 28, j:j + 28], kernel[i, j])
+    np.testing.assert_allclose(g(z, training=False).numpy(), np.tanh(expected), atol=1e-5)
+
+
 def test_spectral_norm_adds_only_its_power_iteration_vectors():
     # W stays the trainable variable (W / sigma is computed, never stored), so the trainable counts
     # are the unnormalised networks'; each normalised layer adds a non-trainable u of its output size.

@@ -2,7 +2,9 @@
 
 Generator: Dense(s*s*w0, no bias) -> BN -> LeakyReLU -> Reshape -> Conv2DTranspose(w1, stride 1)
 -> then one stride-2 Conv2DTranspose per further width -> a stride-2 Conv2DTranspose to the image
-channels with tanh. So ``g_widths`` of length L upsample by 2**(L-1): the tutorial's [256, 128, 64]
+channels with tanh (or, with ``g_upsample: nearest``, each stride-2 Conv2DTranspose becomes a 2x
+nearest-neighbour UpSampling2D then a stride-1 Conv2D: Odena et al. 2016's remedy for the
+checkerboard artifacts of strided transposed convolutions). So ``g_widths`` of length L upsample by 2**(L-1): the tutorial's [256, 128, 64]
 turns 7x7 into 28x28, and also 8x8 into 32x32 (CIFAR-10); [512, 256, 128, 64] makes 64x64.
 Discriminator: stride-2 Conv2D + LeakyReLU + Dropout per ``d_widths`` entry, Flatten, Dense(1) logit.
 """
@@ -21,6 +23,9 @@ SCHEMA = {
     "latent_dim": LATENT_DIM,
     "g_widths": Field([256, 128, 64], "generator widths: dense block, then one transposed conv each (>= 2 entries)", "int_list", min=1),
     "d_widths": Field([64, 128], "discriminator conv widths, each stride 2", "int_list", min=1),
+    "g_upsample": Field("transpose", "how G doubles the size: transpose (stride-2 Conv2DTranspose, the tutorial) or nearest "
+                        "(UpSampling2D then Conv2D: no checkerboard artifacts, about 1.6x G's multiply-adds)", "str",
+                        choices=("transpose", "nearest")),
     "kernel_size": Field(5, "convolution kernel size", "int", min=1, max=11),
     "dropout": Field(0.3, "discriminator dropout rate", "float", min=0, max=0.95),
     "leaky_slope": LEAKY_SLOPE,
@@ -57,11 +62,12 @@ class DCGan(Family):
         else:  # the tutorial normalises the dense output, then reshapes
             x = layers.Reshape((base, base, widths[0]))(normalize(x, g_norm))
         x = layers.LeakyReLU(slope)(x)
+        upsample = _upsampler(params["g_upsample"], k)
         for i, width in enumerate(widths[1:]):
-            x = layers.Conv2DTranspose(width, k, strides=1 if i == 0 else 2, padding="same", use_bias=False)(x)
+            x = upsample(x, width, 1 if i == 0 else 2)
             x = normalize(x, g_norm)
             x = layers.LeakyReLU(slope)(x)
-        images = layers.Conv2DTranspose(channels, k, strides=2, padding="same", use_bias=False, activation="tanh")(x)
+        images = upsample(x, channels, 2, activation="tanh")
         generator = keras.Model(z, images, name="generator")
 
         inp = keras.Input(image_shape, name="images")
@@ -76,6 +82,19 @@ class DCGan(Family):
         logits = maybe_spectral(layers.Dense(1), d_norm)(x)
         discriminator = keras.Model(inp, logits, name="discriminator")
         return GANModel(generator, discriminator, params["latent_dim"], num_classes)
+
+
+def _upsampler(mode: str, k: int):
+    """A bias-free conv that multiplies the size by ``stride`` (1 or 2) the chosen way."""
+    def transpose(x, width, stride, activation=None):
+        return layers.Conv2DTranspose(width, k, strides=stride, padding="same", use_bias=False, activation=activation)(x)
+
+    def nearest(x, width, stride, activation=None):
+        if stride == 2:
+            x = layers.UpSampling2D(2, interpolation="nearest")(x)
+        return layers.Conv2D(width, k, padding="same", use_bias=False, activation=activation)(x)
+
+    return transpose if mode == "transpose" else nearest
 
 
 MODELS.register("dcgan", description="DCGAN, TensorFlow-tutorial architecture (28x28, 32x32, 64x64, ...)", schema=SCHEMA)(DCGan())
