@@ -64,14 +64,12 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from gantrain import checkpoint as ckpt_lib
-from gantrain.config import load_config
 from gantrain.errors import UserError
 from gantrain.models.base import FamilyModel
 from gantrain.models.pix2pix import UV_RANGE, Pix2PixModel
 from gantrain.models.super_resolution import PixelShuffle
 from gantrain.models.translation import ReflectionPad2D
-from gantrain.rundir import CONFIG, build_model, read_meta
+from gantrain.rundir import build_model, open_checkpoint, restore_networks
 
 FORMATS = {"keras": ".keras", "savedmodel": "", "tflite": ".tflite"}
 # Serving input names of the latent keys of ``FamilyModel.sample_latent`` (the sample command's --label is "label").
@@ -91,12 +89,7 @@ class Generators:
 
 def load_generators(run, which: str | int = "latest") -> Generators:
     """Every generator of ``run`` (a run directory or checkpoint prefix), restored in float32."""
-    prefix = ckpt_lib.find_checkpoint(Path(run), which)
-    run_dir = ckpt_lib.run_dir_of(prefix)
-    if not (run_dir / CONFIG).is_file():
-        raise UserError(f"{prefix}: no config.yaml in {run_dir}, so the networks cannot be rebuilt")
-    cfg = load_config(run_dir / CONFIG)
-    meta = read_meta(run_dir, cfg)
+    prefix, _, cfg, meta = open_checkpoint(run, which)
     float32 = {**cfg, "train": {**cfg["train"], "precision": "float32"}}
     model = build_model(float32, tuple(meta["image_shape"]), meta["num_classes"])
     family = cfg["model"]["family"]
@@ -106,11 +99,8 @@ def load_generators(run, which: str | int = "latest") -> Generators:
         names = list(dict.fromkeys(model.translators.values()))
     else:
         raise UserError(f"{run}: model family {family!r} has no generator to export")
-    # With train.ema_decay the averaged weights are what the run is judged by, as in sample and translate.
-    keys = {n: f"ema_{n}" if cfg["train"]["ema_decay"] and n in model.averaged else n for n in names}
-    step = tf.Variable(0, dtype=tf.int64)
-    ckpt_lib.restore(ckpt_lib.make_checkpoint(step, **{keys[n]: model.networks[n].variables for n in names}), prefix, what="generator")
-    return Generators(model, {n: model.networks[n] for n in names}, family, int(step.numpy()), keys)
+    step, keys = restore_networks(model, cfg, prefix, names, what="generator")
+    return Generators(model, {n: model.networks[n] for n in names}, family, step, keys)
 
 
 # -- standard Keras layers for gantrain's own -------------------------------------------------------

@@ -152,25 +152,40 @@ def clear_run(run_dir: Path) -> None:
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
 
-def load_model(run: str | Path, which: str | int = "latest") -> tuple[GANModel, dict, int]:
-    """Returns (model with restored generator, config, step) from a run directory or checkpoint prefix."""
+def open_checkpoint(run: str | Path, which: str | int = "latest") -> tuple[Path, Path, dict, dict]:
+    """(checkpoint prefix, run directory, config, meta) of a run directory or checkpoint prefix:
+    what every reading command needs before it can rebuild the networks."""
     prefix = ckpt_lib.find_checkpoint(Path(run), which)
     run_dir = ckpt_lib.run_dir_of(prefix)
     config_path = run_dir / CONFIG
     if not config_path.is_file():
         raise UserError(f"{prefix}: no config.yaml in {run_dir}, so the networks cannot be rebuilt")
     cfg = load_config(config_path)
-    meta = read_meta(run_dir, cfg)
+    return prefix, run_dir, cfg, read_meta(run_dir, cfg)
+
+
+def restore_networks(model, cfg: dict, prefix: Path, names, what: str) -> tuple[int, dict]:
+    """Restore ``model.networks[name]`` for each of ``names`` from ``prefix``: the EMA copy's weights
+    where the run kept one (with train.ema_decay the averaged weights are what the run is judged by).
+
+    Returns:
+        (the checkpoint's step, name -> the checkpoint key its weights came from).
+    """
+    keys = {n: f"ema_{n}" if cfg["train"]["ema_decay"] and n in model.averaged else n for n in names}
+    step = tf.Variable(0, dtype=tf.int64)
+    ckpt_lib.restore(ckpt_lib.make_checkpoint(step, **{keys[n]: model.networks[n].variables for n in names}), prefix, what=what)
+    return int(step.numpy()), keys
+
+
+def load_model(run: str | Path, which: str | int = "latest") -> tuple[GANModel, dict, int]:
+    """Returns (model with restored generator, config, step) from a run directory or checkpoint prefix."""
+    prefix, run_dir, cfg, meta = open_checkpoint(run, which)
     model = build_model(cfg, tuple(meta["image_shape"]), meta["num_classes"])
     if not model.generates:
         raise UserError(f"{run}: model family {cfg['model']['family']!r} does not draw images from noise, so there is nothing to sample or score this way")
     model.class_names = meta.get("class_names", [])
     model.image_shape = tuple(meta["image_shape"])
-    step = tf.Variable(0, dtype=tf.int64)
-    # With train.ema_decay the averaged weights are what the run is judged by: load those into G.
-    group = "ema_generator" if cfg["train"]["ema_decay"] else "generator"
-    ckpt = ckpt_lib.make_checkpoint(step, **{group: model.generator.variables})
-    ckpt_lib.restore(ckpt, prefix, what="generator")
-    model.weights_source = group
+    step, keys = restore_networks(model, cfg, prefix, ["generator"], what="generator")
+    model.weights_source = keys["generator"]
     model.run_dir = run_dir
-    return model, cfg, int(step.numpy())
+    return model, cfg, step

@@ -15,29 +15,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
-from gantrain import checkpoint as ckpt_lib
 from gantrain.data.image_folder import EXTENSIONS, eight_bit
 from gantrain.data.source import to_uint8
 from gantrain.errors import UserError
 from gantrain.registry import MODELS
-from gantrain.config import load_config
-from gantrain.rundir import CONFIG, build_model, read_meta
+from gantrain.rundir import build_model, open_checkpoint, restore_networks
 
 
 class Translator:
     """One direction of a trained translation model, at any image size the architecture allows."""
 
     def __init__(self, run, direction: str = "a2b", which="latest"):
-        prefix = ckpt_lib.find_checkpoint(Path(run), which)
-        run_dir = ckpt_lib.run_dir_of(prefix)
-        if not (run_dir / CONFIG).is_file():
-            raise UserError(f"{prefix}: no config.yaml in {run_dir}, so the networks cannot be rebuilt")
-        self.cfg, self.run_dir = load_config(run_dir / CONFIG), run_dir
+        prefix, self.run_dir, self.cfg, meta = open_checkpoint(run, which)
         self.family = MODELS.get(self.cfg["model"]["family"])
-        self.shape = tuple(read_meta(run_dir, self.cfg)["image_shape"])
+        self.shape = tuple(meta["image_shape"])
         model = build_model(self.cfg, self.shape, 0)
         if not model.can_translate:
             raise UserError(f"{run}: model family {self.cfg['model']['family']!r} does not translate images (pix2pix and cyclegan do); "
@@ -46,11 +39,8 @@ class Translator:
             raise UserError(f"--direction {direction}: this {self.cfg['model']['family']} model translates {' and '.join(model.translators)}")
         self.direction, self.net_name = direction, model.translators[direction]
         self.model = model
-        step = tf.Variable(0, dtype=tf.int64)
-        # With train.ema_decay the averaged weights are what the run is judged by.
-        key = f"ema_{self.net_name}" if self.cfg["train"]["ema_decay"] and self.net_name in model.averaged else self.net_name
-        ckpt_lib.restore(ckpt_lib.make_checkpoint(step, **{key: model.networks[self.net_name].variables}), prefix, what="translator")
-        self.step, self.weights_source = int(step.numpy()), key
+        self.step, keys = restore_networks(model, self.cfg, prefix, [self.net_name], what="translator")
+        self.weights_source = keys[self.net_name]
         self.weights = model.networks[self.net_name].get_weights()
         self._by_size = {self.shape[:2]: model}
 
