@@ -13,7 +13,7 @@ import math
 from keras import layers
 
 from gantrain.models.base import Family
-from gantrain.models.layers import D_NORMS, G_NORMS, LAYER_NORMS_HELP, MINIBATCH_SCHEMA, batch_norm, maybe_spectral, minibatch, normalize
+from gantrain.models.layers import D_NORMS, G_NORMS, LAYER_NORMS_HELP, MINIBATCH_SCHEMA, batch_norm, bias_before, maybe_spectral, minibatch, normalize
 from gantrain.schema import Field
 
 CONV_SCHEMA = {
@@ -71,7 +71,7 @@ def upsampling_generator(x, image_shape: tuple, params: dict):
     x = layers.Dense((h // 4) * (w // 4) * base, activation="relu")(x)
     x = layers.Reshape((h // 4, w // 4, base))(x)
     for width, upsample in ((first, True), (second, True), (third, False)):
-        x = layers.Conv2D(width, 3, padding="same")(x)
+        x = layers.Conv2D(width, 3, padding="same", use_bias=bias_before(params["g_norm"]))(x)
         x = normalize(x, params["g_norm"], m)
         x = layers.Activation("relu")(x)
         if upsample:
@@ -84,7 +84,7 @@ def conv_trunk(x, params: dict):
     (then minibatch discrimination features when switched on)."""
     norm = params["d_norm"]
     for width in params["d_widths"]:
-        x = maybe_spectral(layers.Conv2D(width, 3, strides=2, padding="same"), norm)(x)
+        x = maybe_spectral(layers.Conv2D(width, 3, strides=2, padding="same", use_bias=bias_before(norm)), norm)(x)
         x = normalize(x, norm, params["bn_momentum"])
         x = layers.LeakyReLU(params["leaky_slope"])(x)
     return minibatch(layers.GlobalAveragePooling2D()(x), params)

@@ -15,7 +15,7 @@ import keras
 from keras import layers
 
 from gantrain.models.base import LATENT_DIM, LEAKY_SLOPE, Family, GANModel
-from gantrain.models.layers import D_NORMS, G_NORMS, LAYER_NORMS_HELP, MINIBATCH_SCHEMA, maybe_spectral, minibatch, normalize
+from gantrain.models.layers import D_NORMS, G_NORMS, LAYER_NORMS_HELP, MINIBATCH_SCHEMA, bias_before, maybe_spectral, minibatch, normalize
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -74,7 +74,7 @@ class DCGan(Family):
         x = inp
         d_norm = params["d_norm"]
         for width in params["d_widths"]:
-            x = maybe_spectral(layers.Conv2D(width, k, strides=2, padding="same"), d_norm)(x)
+            x = maybe_spectral(layers.Conv2D(width, k, strides=2, padding="same", use_bias=bias_before(d_norm)), d_norm)(x)
             x = normalize(x, d_norm)
             x = layers.LeakyReLU(slope)(x)
             x = layers.Dropout(params["dropout"])(x)

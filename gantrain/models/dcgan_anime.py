@@ -107,7 +107,7 @@ class DCGanAnime(Family):
 
         z = keras.Input((params["latent_dim"],), name="z")
         x = _activation(act, slope)(layers.Dense(params["g_dense"])(z))
-        x = batch_norm(BN_MOMENTUM)(layers.Dense(base * base * widths[0])(x))
+        x = batch_norm(BN_MOMENTUM)(layers.Dense(base * base * widths[0], use_bias=False)(x))  # layers.bias_before
         x = layers.Reshape((base, base, widths[0]))(_activation(act, slope)(x))
         for width in widths[1:]:
             # As the book: nearest-neighbour doubling, then a stride-1 conv (no transposed conv, whose
