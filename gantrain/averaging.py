@@ -9,6 +9,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+# Batches of generator inputs ``standing_statistics`` runs over at each refresh (BigGAN's standing
+# statistics average 16 to 32 of them).
+STANDING_BATCHES = 32
+
 
 class EMAGenerator:
     """Exponential moving average of the generator's weights, with a warm-up.
@@ -36,7 +40,9 @@ class EMAGenerator:
     pair is far off, e.g. a CDCGAN at step 1,000 scored FID 214 with them and 54 with the average's
     own statistics. So before the average is used (grids, evaluation, checkpoints) the trainer calls
     ``standing_statistics``, which recomputes them for the averaged weights ("standing statistics",
-    as BigGAN and StudioGAN do for their EMA generators).
+    as BigGAN and StudioGAN do for their EMA generators), over the inputs that generator takes in
+    training: fresh noise for the noise families, a fixed set of real source images for the
+    image-to-image ones (``Trainer.refresh_averages``).
     """
 
     def __init__(self, generator: keras.Model, decay: float):
@@ -74,13 +80,14 @@ class EMAGenerator:
         Each batch of ``inputs`` (generator inputs) runs through the copy in training mode with the
         momentum of every BatchNormalization layer set to ``i / (i + 1)`` for the i-th batch, which
         makes the moving mean and variance the running average of the batches' means and (biased)
-        variances; the layers' momenta are restored afterwards. Runs eagerly.
+        variances; the layers' momenta are restored afterwards. Runs eagerly. Dropout is active, as
+        in a training step (the statistics then describe what the live generator's describe), and
+        draws from the copy's own seed state, which the next ``update`` copies over from the generator.
 
         Returns:
             False when the copy has no batch normalization (nothing to do; ``inputs`` is not read).
         """
-        norms = [layer for layer in self.model._flatten_layers(include_self=False, recursive=True)
-                 if isinstance(layer, keras.layers.BatchNormalization)]
+        norms = self._batch_norms()
         if not norms:
             return False
         momenta = [layer.momentum for layer in norms]
@@ -93,6 +100,15 @@ class EMAGenerator:
             for layer, momentum in zip(norms, momenta):
                 layer.momentum = momentum
         return True
+
+    @property
+    def has_batch_norm(self) -> bool:
+        """Whether ``standing_statistics`` has anything to recompute (and so reads its inputs)."""
+        return bool(self._batch_norms())
+
+    def _batch_norms(self) -> list:
+        return [layer for layer in self.model._flatten_layers(include_self=False, recursive=True)
+                if isinstance(layer, keras.layers.BatchNormalization)]
 
     @property
     def variables(self):

@@ -29,10 +29,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
 from gantrain import checkpoint as ckpt_lib
+from gantrain.averaging import STANDING_BATCHES
 from gantrain.classify import classifier_accuracy
 from gantrain.data import make_pipeline
 from gantrain.data.labels import labeled_subset
@@ -43,6 +45,8 @@ from gantrain.images import display_scale, make_grid, save_png
 from gantrain.optimizers import last_rate, set_learning_rate
 
 GRID_SEED = 7919  # mixed into the fixed sample-noise seed, apart from the training noise
+STANDING_SEED = 7927  # mixed into the data seed of the standing-statistics inputs, apart from the training batches
+STANDING_BYTES = 256 * 2**20  # most memory the standing-statistics inputs keep (large images: fewer batches)
 
 
 class Interrupt:
@@ -87,6 +91,7 @@ class TrainingLoop:
             self.evaluator.best = _previous_best(run_dir, cfg["eval"]["metrics"][0])
         grid_source = evaluation.get("grid_source") or source
         self.grid_inputs = trainer.model.grid_inputs(cfg["log"]["num_samples"], cfg["seed"] * 1000 + GRID_SEED, grid_source)
+        self.standing = None  # the image-to-image EMA copies' standing-statistics inputs, built at the first refresh
         self.nan_step = int(os.environ.get("GANTRAIN_FAULT_NAN_STEP", "0") or 0)
         self.auto_steps = 1  # grows once a call's duration is known (the first one includes tracing)
         # The progress bar shows each update's loss, in the plan's order (d, then g).
@@ -105,6 +110,14 @@ class TrainingLoop:
             check_batch(strategy, size, "the labelled batch (min(data.batch_size, labelled images))")
             labeled = iter(distribute_pipeline(strategy, lambda: make_pipeline(subset, size, seed + 1, start_batch=start), size))
         return iterator, labeled
+
+    def _refresh_averages(self, s: int) -> None:
+        """The EMA copies get batch-norm statistics of their own weights before anything shows, scores
+        or saves them. One replica's batch: it runs on one device, where the global batch may not fit."""
+        batch = max(1, self.batch_size // self.strategy.num_replicas_in_sync)
+        if self.standing is None and self.trainer.refresh_reads_data:
+            self.standing = standing_inputs(self.trainer.model, self.source, batch, self.cfg["seed"])
+        self.trainer.refresh_averages(self.cfg["seed"], s, batch, inputs=self.standing)
 
     def _call_length(self, s: int) -> int:
         """Steps until the next hook boundary, capped by train.steps_per_call."""
@@ -175,10 +188,7 @@ class TrainingLoop:
                         sums, count, t_last, images = {}, 0, now, 0
                     eval_due = self.evaluator is not None and (s % self.cfg["eval"]["every"] == 0 or s == self.total)
                     if self._due(s, "sample_every") or self._due(s, "checkpoint_every") or eval_due or interrupt.signum is not None:
-                        # The EMA copies get batch-norm statistics of their own weights before
-                        # anything shows, scores or saves them.
-                        # One replica's batch: it runs on one device, where the global batch may not fit.
-                        self.trainer.refresh_averages(self.cfg["seed"], s, max(1, self.batch_size // self.strategy.num_replicas_in_sync))
+                        self._refresh_averages(s)
                     if self._due(s, "sample_every"):
                         self._grid(s)
                     if (self._due(s, "checkpoint_every") or eval_due or interrupt.signum is not None) and not self._weights_finite():
@@ -289,6 +299,29 @@ class TrainingLoop:
         _truncate_metrics(self.metrics_path, int(self.step.numpy()))
         self.bar.write(f"{what}; rolled back to {Path(latest).name}, learning rates x{float(self.lr_scale.numpy()):.3g} "
                        f"(rollback {self.rollbacks} of {self.cfg['train']['nan_max_rollbacks']})")
+
+
+def standing_inputs(model, source, batch_size: int, seed: int, batches: int = STANDING_BATCHES, max_bytes: int = STANDING_BYTES) -> list[dict]:
+    """The fixed real inputs an image-to-image family's EMA copies compute standing statistics over.
+
+    The first ``batches`` batches of a pipeline of their own over the training data (its jitter
+    included), with the data seed ``seed * 1000 + STANDING_SEED``, mapped to each averaged
+    network's input (``model.averaged_inputs``) and kept in memory as numpy arrays; fewer batches
+    (at least one) where ``batches`` of them would pass ``max_bytes``. A pipeline's batches are a
+    pure function of its seed and position, so every process of a run, resumed or not, gets the
+    same inputs, and neither the training stream nor any random state training reads is touched.
+
+    Returns:
+        A list of ``{network name: float32 array (batch_size, H, W, C)}``.
+    """
+    out, used = [], 0
+    for batch in make_pipeline(source, batch_size, seed * 1000 + STANDING_SEED).take(batches):
+        inputs = {net: np.asarray(x, np.float32) for net, x in model.averaged_inputs(batch).items()}
+        used += sum(x.nbytes for x in inputs.values())
+        if out and used > max_bytes:
+            break
+        out.append(inputs)
+    return out
 
 
 def apply_lr_scale(cfg: dict, trainer, lr_scale: tf.Variable) -> None:

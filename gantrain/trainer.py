@@ -22,10 +22,11 @@ import numpy as np
 import tensorflow as tf
 
 from gantrain.augment import diff_augment
-from gantrain.averaging import EMAGenerator, HistoricalAverage
+from gantrain.averaging import STANDING_BATCHES, EMAGenerator, HistoricalAverage
 from gantrain.distribute import num_replicas, replica_seed, replica_slice
 from gantrain.losses import LossPair
 from gantrain.models.base import FamilyModel, GANModel
+from gantrain.models.image_to_image import TranslationModel
 from gantrain.models.plan import Losses, Update
 from gantrain.registry import PENALTIES
 
@@ -180,22 +181,36 @@ class Trainer:
             counts[u.group] += 1 if self.simultaneous else u.repeat
         return {name: max(1, n) for name, n in counts.items()}
 
-    def refresh_averages(self, seed: int, step: int, batch: int, batches: int = 32) -> None:
-        """Standing batch-norm statistics for the EMA copies, before grids, evaluation and checkpoints
-        use them (``EMAGenerator.standing_statistics``): ``batches`` batches of fresh generator inputs.
+    @property
+    def refresh_reads_data(self) -> bool:
+        """Whether ``refresh_averages`` needs ``inputs`` from the training data: an image-to-image
+        family with an EMA copy that has batch normalization."""
+        return isinstance(self.model, TranslationModel) and any(ema.has_batch_norm for ema in self.averages.values())
 
-        The inputs come from their own generator seeded by (seed, step), so a resumed run refreshes
-        exactly as the uninterrupted one, and the training noise stream is not touched. Only noise
-        families so far: an image-to-image generator (pix2pix with batch norm and an EMA) needs
-        input images, which a second, stateless pipeline over the training data could supply; until
-        then its EMA copy keeps the live generator's statistics (open work, BENCHMARKS.md).
+    def refresh_averages(self, seed: int, step: int, batch: int, batches: int = STANDING_BATCHES, inputs: list | None = None) -> None:
+        """Standing batch-norm statistics for the EMA copies, before grids, evaluation and checkpoints
+        use them (``EMAGenerator.standing_statistics``), over the inputs each generator takes in training.
+
+        Noise families: ``batches`` batches of ``batch`` fresh latents from their own generator
+        seeded by (seed, step), so a resumed run refreshes exactly as the uninterrupted one, and the
+        training noise stream is not touched. Image-to-image families: ``inputs``, a fixed list of
+        ``{network: source images}`` batches from the training data (loop.standing_inputs: its own
+        pipeline over the data, the same in every process of a run), each averaged generator
+        reading its own entry (pix2pix and super-resolution G the input side of the pairs, each
+        CycleGAN generator its source domain). Other families keep the copied statistics.
         """
-        if not self.averages or not isinstance(self.model, GANModel):
+        if not self.averages:
             return
-        state = np.random.SeedSequence([seed, step]).generate_state(1)[0]
-        rng = tf.random.Generator.from_seed(int(state))
-        for ema in self.averages.values():
-            ema.standing_statistics(self.model.generator_inputs(self.model.sample_latent(rng, batch)) for _ in range(batches))
+        if isinstance(self.model, GANModel):
+            state = np.random.SeedSequence([seed, step]).generate_state(1)[0]
+            rng = tf.random.Generator.from_seed(int(state))
+            for ema in self.averages.values():
+                ema.standing_statistics(self.model.generator_inputs(self.model.sample_latent(rng, batch)) for _ in range(batches))
+        elif self.refresh_reads_data:
+            if not inputs:
+                raise ValueError("refresh_averages: an image-to-image family's EMA copies need inputs (loop.standing_inputs)")
+            for name, ema in self.averages.items():
+                ema.standing_statistics(x[name] for x in inputs)
 
     def checkpoint_parts(self) -> dict:
         """Every variable a checkpoint must carry, by entry name (the noise RNG and step are the caller's)."""

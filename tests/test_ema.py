@@ -218,3 +218,152 @@ def test_fit_saves_the_ema_generator_with_its_own_batch_norm_statistics(tmp_path
 def build_model_like(model) -> keras.Model:
     """A fresh generator of the same architecture (its own variables)."""
     return keras.models.clone_model(model.generator)
+
+
+# -- image-to-image families: standing statistics over real source images ---------------------------
+TINY_I2I = {
+    "pix2pix": {"family": "pix2pix", "ngf": 4, "ndf": 4, "depth": 3, "d_layers": 1, "dropout": 0.0},  # no dropout: an exact reference
+    "cyclegan": {"family": "cyclegan", "ngf": 4, "ndf": 4, "blocks": 1, "d_layers": 1, "pool_size": 2, "norm": "batch"},
+    "srresnet": {"family": "srresnet", "scale": 2, "width": 4, "blocks": 1},
+}
+
+
+def _norms(net: keras.Model) -> list:
+    return [l for l in net._flatten_layers(include_self=False, recursive=True) if isinstance(l, keras.layers.BatchNormalization)]
+
+
+def _batch_norm_input_statistics(net: keras.Model, batches) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per BatchNormalization layer of ``net``: the mean over ``batches`` of its input's batch mean and
+    biased batch variance in training mode, in numpy. A copy with ``net``'s weights runs the batches
+    (training mode would move the moving statistics of ``net``'s own layers)."""
+    probe = keras.models.clone_model(net)
+    probe.set_weights(net.get_weights())
+    taps = keras.Model(probe.input, [l.input for l in _norms(probe)])
+    per_batch = [[np.asarray(x, np.float64) for x in taps(b, training=True)] for b in batches]
+    axes = lambda x: tuple(range(x.ndim - 1))  # noqa: E731  (every axis but the channels)
+    return [(np.mean([xs[i].mean(axis=axes(xs[i])) for xs in per_batch], axis=0),
+             np.mean([xs[i].var(axis=axes(xs[i])) for xs in per_batch], axis=0)) for i in range(len(per_batch[0]))]
+
+
+def _source_side(source) -> dict:
+    """Averaged network -> the images (float32 in [-1, 1]) it translates from, where the data holds them as they are."""
+    from gantrain.data.pairs import PairedSource, UnpairedSource
+
+    unit = lambda x: (x.astype(np.float32) / 127.5 - 1.0)  # noqa: E731
+    if isinstance(source, PairedSource):
+        return {"generator": unit(source.inputs)}
+    if isinstance(source, UnpairedSource):
+        return {"g_ab": unit(source.domain_a), "g_ba": unit(source.domain_b)}
+    return {}  # super-resolution: LR images are bicubic downscalings of random crops
+
+
+def _i2i_trainer(family: str, seed: int = 0, jitter: bool = False):
+    """A tiny image-to-image family with EMA on, its 16x16 training data, and a trainer at batch 2."""
+    from gantrain.config import validate
+    from gantrain.data.pairs import PairedSource, UnpairedSource
+    from gantrain.data.source import ImageSource
+    from gantrain.data.sr_pairs import sr_pairs
+    from gantrain.losses import get_loss
+    from gantrain.rundir import build_model
+    from gantrain.trainer import Trainer, TrainOptions
+
+    images = lambda s, n=6: np.random.default_rng(s).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)  # noqa: E731
+    source = {"pix2pix": lambda: PairedSource(images(1), images(2), jitter=jitter),
+              "cyclegan": lambda: UnpairedSource(images(1), images(2, 5), jitter=jitter),
+              "srresnet": lambda: sr_pairs(ImageSource(images(1), np.full(6, -1, np.int32)), 2, 8)}[family]()
+    data = {"loader": "image_folder", "root": "unused", "image_size": 16, "batch_size": 2}
+    if family == "srresnet":
+        data["hr_size"] = 8
+    cfg = validate({"model": TINY_I2I[family], "data": data, "loss": {"name": "least_squares"}, "train": {"ema_decay": 0.5}})
+    model = build_model(cfg, source.image_shape, 0)
+    optimizers = {g.name: keras.optimizers.SGD(0.5) for g in model.groups}
+    return model, source, Trainer(model, optimizers, get_loss("least_squares"), 2, seed, options=TrainOptions.from_config(cfg))
+
+
+@pytest.mark.parametrize("family", ["pix2pix", "cyclegan", "srresnet"])
+def test_image_to_image_ema_copies_get_standing_statistics_from_real_source_images(family):
+    """Before the fix refresh_averages returned early for image-to-image families: the EMA copy kept
+    the live generator's batch-norm statistics. Now each averaged generator's copy ends with the
+    mean, over fixed batches of the source images it translates, of its own batch statistics."""
+    from gantrain.data import make_pipeline
+    from gantrain.loop import standing_inputs
+
+    model, source, trainer = _i2i_trainer(family)
+    trainer.train_step(iter(make_pipeline(source, 2, 0)))  # one step at a high rate: the average is not the live weights
+    inputs = standing_inputs(model, source, 2, seed=0)
+    assert trainer.refresh_reads_data and len(inputs) == 32
+    assert set(inputs[0]) == set(model.averaged)
+    for name, images in _source_side(source).items():  # real images of the side each generator translates from
+        real = {image.tobytes() for image in images}
+        assert all(image.tobytes() in real for x in inputs for image in x[name])
+    trainer.refresh_averages(0, 1, 2, inputs=inputs)
+    for name in model.averaged:
+        ema, live = trainer.averages[name].model, model.networks[name]
+        want = _batch_norm_input_statistics(ema, [x[name] for x in inputs])
+        assert len(want) == len(_norms(ema)) >= 2
+        for bn, live_bn, (mean, var) in zip(_norms(ema), _norms(live), want):
+            np.testing.assert_allclose(bn.moving_mean.numpy(), mean, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(bn.moving_variance.numpy(), var, rtol=1e-5, atol=1e-6)
+            assert not np.allclose(bn.moving_mean.numpy(), live_bn.moving_mean.numpy())  # its own, not the live G's
+            assert bn.momentum == live_bn.momentum  # restored
+
+
+def test_standing_inputs_are_fixed_per_run_and_leave_training_data_and_random_state_alone():
+    """A resumed run refreshes with exactly the uninterrupted run's inputs: the standing inputs are a
+    pure function of (data, batch size, seed), built by a new process alike, and building them moves
+    neither the training batches nor any random state training reads."""
+    import random
+
+    from gantrain.data import make_pipeline
+    from gantrain.loop import standing_inputs
+
+    model, source, _ = _i2i_trainer("pix2pix", jitter=True)
+    training = iter(make_pipeline(source, 2, 0, start_batch=3))  # a run resumed at step 3
+    expected_next = next(iter(make_pipeline(source, 2, 0, start_batch=3)))
+    states = (random.getstate(), np.random.get_state()[1].copy(), tf.random.get_global_generator().state.numpy())
+    first = standing_inputs(model, source, 2, seed=0)
+    assert (random.getstate(), tf.random.get_global_generator().state.numpy().tolist()) == (states[0], states[2].tolist())
+    np.testing.assert_array_equal(np.random.get_state()[1], states[1])
+    got_next = next(training)
+    for role in expected_next:
+        np.testing.assert_array_equal(got_next[role].numpy(), expected_next[role].numpy())
+    model2, source2, _ = _i2i_trainer("pix2pix", jitter=True)  # another process: rebuilt from the same config
+    again = standing_inputs(model2, source2, 2, seed=0)
+    assert len(first) == len(again) == 32
+    for x, y in zip(first, again):
+        np.testing.assert_array_equal(x["generator"], y["generator"])
+    assert not np.array_equal(standing_inputs(model, source, 2, seed=1, batches=1)[0]["generator"], first[0]["generator"])
+    # Memory stays bounded: fewer (at least one) batches where 32 would pass the budget.
+    assert len(standing_inputs(model, source, 2, seed=0, max_bytes=3 * first[0]["generator"].nbytes)) == 3
+    assert len(standing_inputs(model, source, 2, seed=0, max_bytes=1)) == 1
+
+
+def test_fit_saves_a_pix2pix_ema_generator_with_standing_statistics_of_its_training_inputs(tmp_path):
+    """Through the loop: the checkpointed EMA copy of a pix2pix G (batch norm, batch 2) carries the
+    statistics of its own weights over loop.standing_inputs of the run's training data."""
+    from PIL import Image
+
+    import gantrain
+    from gantrain.loop import standing_inputs
+    from gantrain.rundir import build_model, family_source, open_checkpoint, restore_networks
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, img in enumerate(np.random.default_rng(7).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)):
+        Image.fromarray(img).save(folder / f"p{i}.png")
+    cfg = {"model": TINY_I2I["pix2pix"], "data": {"loader": "image_folder", "root": str(folder), "image_size": 16, "pairs": "grey",
+                                                  "pairs_jitter": True, "batch_size": 2},
+           "optimizer": {"generator": {"learning_rate": 0.05}, "discriminator": {"learning_rate": 0.05}},
+           "train": {"steps": 2, "ema_decay": 0.5}, "log": {"every": 2, "sample_every": 2, "checkpoint_every": 2, "num_samples": 2}}
+    run = gantrain.fit(cfg, run_dir=tmp_path / "run", progress=False)
+    prefix, _, saved, meta = open_checkpoint(run)
+    model = build_model(saved, tuple(meta["image_shape"]), 0)
+    assert restore_networks(model, saved, prefix, ["generator"], "generator")[1] == {"generator": "ema_generator"}
+    live = keras.models.clone_model(model.generator)
+    ckpt_lib.restore(ckpt_lib.make_checkpoint(tf.Variable(0, dtype=tf.int64), generator=live.variables), prefix, what="generator")
+    inputs = standing_inputs(model, family_source(saved), 2, saved["seed"])
+    want = _batch_norm_input_statistics(model.generator, [x["generator"] for x in inputs])
+    for bn, live_bn, (mean, var) in zip(_norms(model.generator), _norms(live), want):
+        np.testing.assert_allclose(bn.moving_mean.numpy(), mean, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(bn.moving_variance.numpy(), var, rtol=1e-4, atol=1e-6)
+        assert not np.allclose(bn.moving_mean.numpy(), live_bn.moving_mean.numpy())

@@ -51,6 +51,7 @@ class CycleGANModel(TranslationModel):
     groups = (Group("generator", "g", ("g_ab", "g_ba")), Group("discriminator", "d", ("d_a", "d_b")))
     averaged = ("g_ab", "g_ba")
     translators = {"a2b": "g_ab", "b2a": "g_ba"}
+    input_roles = {"g_ab": "domain_a", "g_ba": "domain_b"}  # each generator's own source domain
 
     def __init__(self, networks: dict, image_shape, cycle_weight: float, identity_weight: float, pool_size: int, per_image: bool = True):
         super().__init__(image_shape)

@@ -18,10 +18,16 @@ from gantrain.models.base import FamilyModel
 class TranslationModel(FamilyModel):
     can_translate = True
     translators: dict[str, str] = {}  # direction (a2b, b2a) -> the network that translates that way
+    input_roles: dict[str, str] = {}  # averaged network -> the data role it translates from in training
     grid_pairs = 6  # examples per sample grid (each a row of three images)
 
     def __init__(self, image_shape: tuple):
         self.image_shape = tuple(image_shape)
+
+    def averaged_inputs(self, batch: dict) -> dict:
+        """What each averaged network is fed in a training step on ``batch`` (a dict keyed by data role):
+        network name -> input images. The EMA copies' standing statistics run over these."""
+        return {net: match_channels(batch[role], self.image_shape[-1]) for net, role in self.input_roles.items()}
 
     def translate(self, images, direction: str = "a2b", networks: dict | None = None, training: bool = False):
         """Images in [-1, 1] (N, H, W, C') -> translated images (N, H, W, C); ``networks`` overrides (EMA copies)."""

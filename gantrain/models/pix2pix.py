@@ -50,6 +50,7 @@ class Pix2PixModel(TranslationModel):
     groups = GAN_GROUPS
     averaged = ("generator",)
     translators = {"a2b": "generator"}
+    input_roles = {"generator": "source"}
 
     def __init__(self, generator, discriminator, image_shape, l1_weight: float, chroma: bool = False):
         super().__init__(image_shape)
@@ -59,6 +60,9 @@ class Pix2PixModel(TranslationModel):
         x = self._input(images)
         out = (networks or self.networks)["generator"](x, training=training)
         return assemble(x, out) if self.chroma else out
+
+    def averaged_inputs(self, batch):
+        return {"generator": self._input(batch["source"])}  # the luminance alone when G predicts chroma
 
     def _input(self, images):
         """What G and D are conditioned on: the luminance (chroma output), else the input with the target's channels."""

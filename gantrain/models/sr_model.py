@@ -56,6 +56,7 @@ def content_spec(loss_cfg: dict) -> dict:
 class SuperResolutionModel(TranslationModel):
     can_upscale = True
     translators = {"a2b": "generator"}
+    input_roles = {"generator": "lr"}
     averaged = ("generator",)
 
     def __init__(self, generator, discriminator, image_shape, scale: int, adversarial_weight: float = 0.0):
