@@ -518,6 +518,7 @@ REFERENCE_UPDATES = {
     "cgan_mnist": ("alternating", "fresh"),  # Keras-GAN cgan.py
     "acgan_mnist": ("alternating", "reuse"),  # the ACGAN reference: G's step reuses the D step's noise and labels
     "sgan_mnist": ("alternating", "fresh"),
+    "sgan_mlp_mnist": ("alternating", "fresh"),  # improved-gan's train_mnist_feature_matching.py: D step, then G step with fresh noise
     "infogan_mnist": ("alternating", "fresh"),
     "lsgan_mnist": ("alternating", "fresh"),
     "wgan_mnist": ("alternating", "fresh"),
