@@ -76,4 +76,4 @@ def restore(ckpt: tf.train.Checkpoint, prefix: str, what: str = "run") -> None:
         status.expect_partial()  # sampling restores only G: the rest of the checkpoint is unused on purpose
     except (AssertionError, ValueError, tf.errors.OpError) as err:
         first = str(err).strip().splitlines()[0][:300]
-        raise UserError(f"{prefix}: checkpoint does not fit this {what}'s networks (was it written by another model family or config?): {first}") from None
+        raise UserError(f"{prefix}: checkpoint does not fit this {what}'s networks (was it written by another model family or config, or by an older gantrain whose networks differ?): {first}") from None
