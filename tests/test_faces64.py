@@ -58,13 +58,14 @@ def test_book_defaults_have_the_books_parameter_counts_and_shapes():
     model = build_model(_cfg({"family": "dcgan_anime"}), (64, 64, 3), 0)
     G, D = model.generator, model.discriminator
     # The book's code: G 34,872,195 of which 32,768 are BN moving statistics; D 20,361,473, all trainable.
-    assert _count(G.weights) == 34_872_195
+    # Ours drops the bias of G's second dense layer (16,384), which the batch norm right after cancels.
+    assert _count(G.weights) == 34_872_195 - 16_384
     assert _count(G.non_trainable_weights) == 32_768
     assert _count(D.weights) == 20_361_473 and not D.non_trainable_weights
     # The same totals by hand, layer by layer (weights + biases; BN has 4 vectors of 16384).
-    g_by_hand = (100 * 2048 + 2048) + (2048 * 16384 + 16384) + 4 * 16384 + (25 * 256 * 128 + 128) + (25 * 128 * 64 + 64) + (25 * 64 * 3 + 3)
+    g_by_hand = (100 * 2048 + 2048) + (2048 * 16384) + 4 * 16384 + (25 * 256 * 128 + 128) + (25 * 128 * 64 + 64) + (25 * 64 * 3 + 3)
     d_by_hand = (25 * 3 * 128 + 128) + (9 * 128 * 256 + 256) + (9 * 256 * 512 + 512) + (6 * 6 * 512 * 1024 + 1024) + (1024 + 1)
-    assert (g_by_hand, d_by_hand) == (34_872_195, 20_361_473)
+    assert (g_by_hand, d_by_hand) == (34_872_195 - 16_384, 20_361_473)
 
     def shapes(net, kinds):
         return [(type(l).__name__, tuple(l.output.shape[1:])) for l in net.layers if type(l).__name__ in kinds]
@@ -132,7 +133,8 @@ def test_tiny_networks_compute_the_books_layers_in_the_books_order(activation):
     dense1, dense2 = [l for l in G.layers if isinstance(l, keras.layers.Dense)]
     convs = [l for l in G.layers if isinstance(l, keras.layers.Conv2D)]
     x = act(z @ dense1.kernel.numpy() + dense1.bias.numpy())
-    x = x @ dense2.kernel.numpy() + dense2.bias.numpy()
+    assert dense2.bias is None  # the batch norm right after cancels a bias (layers.bias_before)
+    x = x @ dense2.kernel.numpy()
     x = act(gamma * (x - mean) / np.sqrt(var + bn.epsilon) + beta).reshape(3, 6, 6, 5)
     x = act(_conv(_up(x), convs[0].kernel.numpy(), convs[0].bias.numpy(), "same"))
     expected = np.tanh(_conv(_up(x), convs[1].kernel.numpy(), convs[1].bias.numpy(), "same"))

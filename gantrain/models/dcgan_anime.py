@@ -19,7 +19,8 @@ The valid convolutions and floor-dividing pools need a minimum image side (20 fo
 the book's code (its prose promises dropout). Beyond the book, both off by default: ``d_norm:
 spectral`` and minibatch discrimination before the head, so the shared stabilisation switches apply.
 
-With the defaults at 64x64x3: G has 34,872,195 parameters (32,768 of them BN statistics), D 20,361,473.
+With the defaults at 64x64x3: G has 34,855,811 parameters (32,768 of them BN statistics), D 20,361,473: the
+book's counts less the bias of G's second dense layer (16,384), which the batch norm after it cancels.
 """
 
 from __future__ import annotations
