@@ -22,7 +22,8 @@ Formats:
   weights. gantrain's own layers are rewritten exactly: ``PixelShuffle`` (srresnet, srgan) as a
   stride-r ``Conv2DTranspose`` whose fixed 0/1 kernel moves each channel to its sub-pixel, and
   ``ReflectionPad2D`` (cyclegan) as one-row ``Cropping2D`` slices concatenated in mirrored order
-  (this needs the network's image size, which cyclegan's is). A layer with no such rewrite is
+  (this needs the network's image size, which cyclegan's is), and ``WeightNormDense`` (sgan_mlp)
+  as a ``Dense`` with its effective kernel ``g * v / ||v||``. A layer with no such rewrite is
   refused with its name; the SavedModel and TFLite formats need no Python classes. Inputs are
   named as in the serving signature below; InfoGAN's export takes ``z``, ``label`` and ``codes``
   (it one-hot encodes and concatenates them itself), and a pix2pix ``output: chroma`` export takes
@@ -67,6 +68,7 @@ from keras import layers
 from gantrain.errors import UserError
 from gantrain.models.base import FamilyModel
 from gantrain.models.pix2pix import UV_RANGE, Pix2PixModel
+from gantrain.models.sgan_mlp import WeightNormDense
 from gantrain.models.super_resolution import PixelShuffle
 from gantrain.models.translation import ReflectionPad2D
 from gantrain.rundir import build_model, open_checkpoint, restore_networks
@@ -152,12 +154,23 @@ def _mirrored(x, axis: int, p: int, n: int, name: str) -> list:
     return [*(row(k, "before") for k in range(p, 0, -1)), x, *(row(k, "after") for k in range(n - 2, n - 2 - p, -1))]
 
 
+def standard_weight_norm_dense(x, layer: WeightNormDense):
+    """A Dense with the weight-normalised layer's effective kernel ``g * v / ||v||`` and bias ``b``
+    (an exported network is frozen, so folding the scale in loses nothing)."""
+    dense = layers.Dense(layer.units, activation=layer.activation, dtype=layer.dtype_policy, name=layer.name)
+    out = dense(x)
+    dense.set_weights([(layer.direction() * layer.scale).numpy(), layer.bias.numpy()])
+    return out
+
+
 def _standard_call(layer, *args, **kwargs):
     """``keras.models.clone_model``'s call_function: gantrain layers become standard ones, others are called as they are."""
     if isinstance(layer, PixelShuffle):
         return standard_pixel_shuffle(args[0], layer.factor, layer.name)
     if isinstance(layer, ReflectionPad2D):
         return standard_reflection_pad(args[0], layer.padding, layer.name)
+    if isinstance(layer, WeightNormDense):
+        return standard_weight_norm_dense(args[0], layer)
     if type(layer).__module__.split(".")[0] != "keras":
         raise UserError(f"--format keras: layer {layer.name!r} is gantrain's {type(layer).__name__}, which has no standard Keras equivalent "
                         f"here, so the .keras file would need `import {type(layer).__module__}` to load; use --format savedmodel or tflite")

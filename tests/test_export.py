@@ -249,6 +249,22 @@ def test_infogan_and_chroma_keras_exports_take_the_serving_inputs(tmp_path):
     assert chroma_expected.shape == (2, 8, 8, 3)
 
 
+def test_sgan_mlp_keras_export_folds_the_weight_normalised_layer_into_a_dense_one(tmp_path):
+    """G's last layer is a WeightNormDense (g * v / ||v|| and b): the .keras file holds a plain Dense
+    with that kernel, and draws what the model draws, before and after a safe-mode reload."""
+    gens = _built({"family": "sgan_mlp", "latent_dim": 4, "g_widths": [6], "d_widths": [5]}, (4, 4, 1), 3)
+    wn = next(layer for layer in gens.model.generator.layers if type(layer).__name__ == "WeightNormDense")
+    wn.scale.assign(np.linspace(0.5, 2.0, wn.units).astype(np.float32))  # not the initial ones, so a dropped scale shows
+    wn.bias.assign(np.linspace(-1.0, 1.0, wn.units).astype(np.float32))
+    z = np.random.default_rng(4).normal(size=(3, 4)).astype(np.float32)
+    want = gens.model.generator(z, training=False).numpy()
+    model = keras_export_model(gens, "generator")
+    _only_keras_layers(model)
+    np.testing.assert_allclose(model(z).numpy(), want, atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)(z).numpy(), want, atol=1e-6)
+
+
 def test_a_custom_layer_without_a_rewrite_is_refused_by_name():
     inp = keras.Input((4,))
     net = keras.Model(inp, MinibatchDiscrimination(2, 2, name="mbd")(inp))

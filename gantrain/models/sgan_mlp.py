@@ -126,12 +126,13 @@ class WeightNormDense(layers.Layer):
             # copies or checks weights expects.
             self.initialized = self.add_weight(shape=(), initializer="zeros", trainable=False, name="initialized", **kw)
 
-    def _direction(self):
+    def direction(self):
+        """v / ||v||, per unit (float32)."""
         v = tf.convert_to_tensor(self.kernel)
         return v / tf.sqrt(tf.reduce_sum(tf.square(v), axis=0) + self.epsilon)
 
     def call(self, inputs, training=None):
-        t = tf.matmul(inputs, tf.cast(self._direction(), inputs.dtype))  # x . v / ||v||
+        t = tf.matmul(inputs, tf.cast(self.direction(), inputs.dtype))  # x . v / ||v||
         if training and self.data_init:
             self._initialize_once(tf.cast(t, tf.float32))
         # g and b are read after the initialisation: automatic control dependencies order the reads after its cond.
