@@ -39,6 +39,9 @@ Deliberate differences from the reference:
   D step's (adversarial.py). Its G batch-norm running averages are never updated (its
   ``bn_updates`` are not applied); here they are (momentum 0.9, biased batch variance), which
   changes only sampling with ``training=False``.
+- Known limitation: under a distribution strategy with several replicas, Keras's GaussianNoise
+  draws the same noise on every replica (as its Dropout does), so D's noise repeats across the
+  replicas' slices of the global batch; single-device training, the default here, is unaffected.
 - The loss scales (the reference's D loss is half of ours, its feature matching a mean where ours
   is a sum) are constant factors: see ``supervised_weight`` below and configs/sgan_mlp_mnist.yaml.
 """
