@@ -50,7 +50,6 @@ class Pix2PixModel(TranslationModel):
     groups = GAN_GROUPS
     averaged = ("generator",)
     translators = {"a2b": "generator"}
-    input_roles = {"generator": "source"}
 
     def __init__(self, generator, discriminator, image_shape, l1_weight: float, chroma: bool = False):
         super().__init__(image_shape)
@@ -62,7 +61,8 @@ class Pix2PixModel(TranslationModel):
         return assemble(x, out) if self.chroma else out
 
     def averaged_inputs(self, batch):
-        return {"generator": self._input(batch["source"])}  # the luminance alone when G predicts chroma
+        # G's own input (the luminance alone when it predicts chroma), not input_roles' channel match.
+        return {"generator": self._input(batch["source"])}
 
     def _input(self, images):
         """What G and D are conditioned on: the luminance (chroma output), else the input with the target's channels."""
