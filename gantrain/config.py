@@ -267,6 +267,8 @@ def validate(raw: dict, ctx: Context | None = None) -> dict:
                 ctx.fail(("loss", key), f"only the super-resolution families (srresnet, srgan) have a content loss, not {cfg['model']['family']!r}")
         if cfg["data"]["hr_size"] is not None:
             ctx.fail(("data", "hr_size"), f"HR crops are for the super-resolution families (srresnet, srgan), not {cfg['model']['family']!r}")
+    for key, reason in family.conflicts(cfg["model"]).items():
+        ctx.fail(("model", key), reason)
     problem = family.check(cfg["model"], image_shape)
     if problem:
         ctx.fail(("model",), f"family {cfg['model']['family']!r} cannot produce {image_shape[0]}x{image_shape[1]}x{image_shape[2]} images from data.loader {cfg['data']['loader']!r}: {problem}")

@@ -44,6 +44,32 @@ def test_acgan_parameter_counts_match_reference():
     assert _count(model.generator) + _count(model.discriminator) == 421_620
 
 
+def test_infogan_chen_networks_match_the_paper_layer_by_layer():
+    model, _ = _model("infogan", arch="chen")  # MNIST: 62 noise + 10 categorical + 2 continuous = 74 inputs
+    # Chen et al. appendix C.1, counted by hand (no bias before a batch norm; BN keeps 4 numbers a unit):
+    # G: FC 74->1024 (75,776) + BN (4,096); FC 1024->7*7*128 (6,422,528) + BN (25,088);
+    #    4x4 up-conv 128->64 (131,072) + BN (256); 4x4 up-conv 64->1 with bias (1,025).
+    assert _count(model.generator) == 75_776 + 4_096 + 6_422_528 + 25_088 + 131_072 + 256 + 1_025 == 6_659_841
+    # D: 4x4 conv 1->64 with bias (1,088); 4x4 conv 64->128 (131,072) + BN (512); FC 6272->1024
+    #    (6,422,528) + BN (4,096); D head FC 1024->1 (1,025); Q: FC 1024->128 (131,072) + BN (512),
+    #    categorical 128->10 (1,290), continuous 128->2 (258).
+    assert _count(model.discriminator) == 1_088 + 131_072 + 512 + 6_422_528 + 4_096 + 1_025 + 131_072 + 512 + 1_290 + 258 == 6_693_453
+    shapes = [layer.output.shape[1:] for layer in model.generator.layers if isinstance(layer, tf.keras.layers.Conv2DTranspose)]
+    assert shapes == [(14, 14, 64), (28, 28, 1)]  # two 4x4 stride-2 up-convolutions from 7x7
+    out = model.discriminate(model.generate(model.sample_latent(tf.random.Generator.from_seed(0), 3), training=False), None, training=False)
+    assert out["logits"].shape == (3, 1) and out["cat_logits"].shape == (3, 10) and out["code_means"].shape == (3, 2)
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("g_widths", [8, 8, 4], "model.g_widths: sets a width of the acgan networks"),
+    ("d_norm", "instance", "model.d_norm: instance normalises over height and width"),
+])
+def test_infogan_chen_refuses_what_its_networks_cannot_honour(key, value, says):
+    with pytest.raises(UserError, match=says):
+        validate({"model": {"family": "infogan", "arch": "chen", key: value}, "data": {"loader": "mnist"}})
+    validate({"model": {"family": "infogan", key: value}, "data": {"loader": "mnist"}})  # the acgan body takes it
+
+
 @pytest.mark.parametrize("family", ["cgan", "cdcgan", "acgan", "infogan"])
 def test_labels_really_condition_the_generator(family):
     model, _ = _model(family)

@@ -184,6 +184,10 @@ class Family(abc.ABC):
         """Return why this family cannot make ``image_shape`` images, or None if it can."""
         return None
 
+    def conflicts(self, params: dict) -> dict[str, str]:
+        """Model keys whose values do not go together, each with why and what to do (none by default)."""
+        return {}
+
     def params_for_size(self, params: dict, trained_shape: tuple) -> dict:
         """Parameters that rebuild the trained networks' weights at another image size (fully
         convolutional families): every size-derived default fixed at its trained value."""

@@ -1,9 +1,19 @@
 """InfoGAN (Chen et al. 2016): structured latent codes whose mutual information with G's output is maximised.
 
 Latent: noise ``z`` (62-d for MNIST), one categorical code with ``categories`` values (one-hot) and
-``continuous_codes`` codes ~ U(-1, 1), concatenated into G (ACGAN's convolutional generator,
-see acgan.py). A Q head shares D's convolutional trunk and predicts the codes of a fake image:
-categorical logits and the means of a fixed-variance Gaussian for the continuous codes.
+``continuous_codes`` codes ~ U(-1, 1), concatenated into G. A Q head shares D's trunk and predicts
+the codes of a fake image: categorical logits and the means of a fixed-variance Gaussian for the
+continuous codes.
+
+Two network choices (``arch``):
+
+- ``acgan``: ACGAN's convolutional G and D body (blocks.py), D's features globally average-pooled.
+- ``chen``: the paper's MNIST networks (Chen et al. 2016, appendix C.1; openai/InfoGAN's
+  regularized_gan.py). G: FC 1024 -> BN -> ReLU -> FC (H/4 x W/4 x 128) -> BN -> ReLU -> 4x4
+  stride-2 up-convolution 64 -> BN -> ReLU -> 4x4 stride-2 up-convolution to the image (tanh).
+  D: 4x4 stride-2 conv 64 -> lReLU -> 4x4 stride-2 conv 128 -> BN -> lReLU -> FC 1024 -> BN ->
+  lReLU, shared; D's head FC 1; Q: FC 128 -> BN -> lReLU -> the code heads. Unlike the pooled
+  trunk, the FC 1024 keeps where strokes are, which is what tells a 4 from a 9.
 
 The mutual-information lower bound becomes ``info_weight * (CE(categorical) + continuous_weight *
 squared error(continuous))``, added to both G's loss and D's (the Q head is part of D's variables,
@@ -22,7 +32,7 @@ from gantrain.errors import UserError
 from gantrain.losses import class_cross_entropy, gaussian_code_loss
 from gantrain.models.base import GANModel
 from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, conv_trunk, upsampling_generator
-from gantrain.models.layers import maybe_spectral
+from gantrain.models.layers import bias_before, maybe_spectral, minibatch, normalize
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -32,8 +42,14 @@ SCHEMA = {
     "continuous_codes": Field(2, "number of continuous codes ~ U(-1, 1)", "int", min=0, max=32),
     "info_weight": Field(1.0, "lambda: weight of the mutual-information term (1 for discrete codes in the paper)", "float", min=0),
     "continuous_weight": Field(0.1, "relative weight of the continuous-code term within it", "float", min=0),
+    "arch": Field("acgan", "networks: acgan (ACGAN's convolutional body, g_widths/d_widths apply) or chen (the paper's "
+                  "MNIST networks with fully connected layers; fixed widths)", "str", choices=("acgan", "chen")),
     **CONV_SCHEMA,
 }
+# The ACGAN-body keys the fixed-width chen networks do not read.
+_ACGAN_ONLY = ("g_base_channels", "g_widths", "d_widths")
+# Instance norm needs spatial axes: on an FC layer's output each unit would be its own group of one.
+_SPATIAL_NORMS = ("instance",)
 
 
 class InfoGANModel(GANModel):
@@ -101,17 +117,57 @@ class InfoGANModel(GANModel):
         return self.generate(latent, training=False, generator=generator).numpy(), rows
 
 
+def chen_generator(x, image_shape: tuple, params: dict):
+    """The paper's MNIST G: two FC layers, then two 4x4 stride-2 up-convolutions (H/4 -> H)."""
+    h, w, channels = image_shape
+    norm, m = params["g_norm"], params["bn_momentum"]
+    for units in (1024, (h // 4) * (w // 4) * 128):
+        x = layers.Dense(units, use_bias=bias_before(norm))(x)
+        x = layers.Activation("relu")(normalize(x, norm, m))
+    x = layers.Reshape((h // 4, w // 4, 128))(x)
+    x = layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=bias_before(norm))(x)
+    x = layers.Activation("relu")(normalize(x, norm, m))
+    return layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh")(x)
+
+
+def chen_trunk(x, params: dict):
+    """The paper's MNIST D body shared with Q: conv 64, conv 128 + norm, FC 1024 + norm (lReLU each)."""
+    norm, m, slope = params["d_norm"], params["bn_momentum"], params["leaky_slope"]
+    x = maybe_spectral(layers.Conv2D(64, 4, strides=2, padding="same"), norm)(x)  # no norm on D's first layer
+    x = layers.LeakyReLU(slope)(x)
+    x = maybe_spectral(layers.Conv2D(128, 4, strides=2, padding="same", use_bias=bias_before(norm)), norm)(x)
+    x = layers.LeakyReLU(slope)(normalize(x, norm, m))
+    x = maybe_spectral(layers.Dense(1024, use_bias=bias_before(norm)), norm)(layers.Flatten()(x))
+    x = layers.LeakyReLU(slope)(normalize(x, norm, m))
+    return minibatch(x, params)
+
+
 class InfoGan(ConvFamily):
+    def conflicts(self, params):
+        if params["arch"] != "chen":
+            return {}
+        found = {key: "sets a width of the acgan networks; model.arch chen has the paper's fixed widths: remove it or use arch acgan"
+                 for key in _ACGAN_ONLY if params[key] != SCHEMA[key].default}
+        for key in ("g_norm", "d_norm"):
+            if params[key] in _SPATIAL_NORMS:
+                found[key] = (f"{params[key]} normalises over height and width, which the fully connected layers of model.arch "
+                              "chen do not have; use batch or none (or layer, layer_hwc, spectral in D)")
+        return found
+
     def build(self, params, image_shape, num_classes):
         categories = params["categories"] or (num_classes if num_classes >= 2 else 10)
         continuous = params["continuous_codes"]
+        chen = params["arch"] == "chen"
         latent = keras.Input((params["latent_dim"] + categories + continuous,), name="latent")
-        generator = keras.Model(latent, upsampling_generator(latent, image_shape, params), name="generator")
+        make_generator = chen_generator if chen else upsampling_generator
+        generator = keras.Model(latent, make_generator(latent, image_shape, params), name="generator")
 
         images = keras.Input(image_shape, name="images")
-        features = conv_trunk(images, params)
+        features = (chen_trunk if chen else conv_trunk)(images, params)
         norm = params["d_norm"]
-        q = maybe_spectral(layers.Dense(128), norm)(features)
+        q = maybe_spectral(layers.Dense(128, use_bias=not chen or bias_before(norm)), norm)(features)
+        if chen:  # the paper's Q normalises its hidden layer; the acgan body's Q never did
+            q = normalize(q, norm, params["bn_momentum"])
         q = layers.LeakyReLU(params["leaky_slope"])(q)
         outputs = [
             maybe_spectral(layers.Dense(1, name="validity"), norm)(features),
