@@ -83,6 +83,32 @@ def test_dcgan_nearest_upsampling_is_a_nearest_resize_then_a_same_convolution():
     np.testing.assert_allclose(g(z, training=False).numpy(), np.tanh(expected), atol=1e-5)
 
 
+def test_dcgan_chen_networks_match_the_paper_layer_by_layer():
+    # Chen et al. appendix C.1 without the codes, counted by hand (no bias before a batch norm; BN
+    # keeps 4 numbers a unit). G: FC 100->1024 (102,400) + BN (4,096); FC 1024->7*7*128 (6,422,528)
+    # + BN (25,088); 4x4 up-conv 128->64 (131,072) + BN (256); 4x4 up-conv 64->1 with bias (1,025).
+    nets = build_model(_cfg("dcgan", arch="chen", d_norm="batch"), (28, 28, 1), 0)
+    assert _count(nets.generator) == 102_400 + 4_096 + 6_422_528 + 25_088 + 131_072 + 256 + 1_025 == 6_686_465
+    # D: 4x4 conv 1->64 with bias (1,088); 4x4 conv 64->128 (131,072) + BN (512); FC 6272->1024
+    # (6,422,528) + BN (4,096); logit FC 1024->1 (1,025).
+    assert _count(nets.discriminator) == 1_088 + 131_072 + 512 + 6_422_528 + 4_096 + 1_025 == 6_560_321
+    images = nets.generator(tf.random.normal([2, 100]), training=False)
+    assert images.shape == (2, 28, 28, 1) and nets.discriminator(images, training=False).shape == (2, 1)
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("g_widths", [8, 8], "model.g_widths: sets the tutorial networks"),
+    ("dropout", 0.0, "model.dropout: sets the tutorial networks"),
+    ("g_norm", "instance", "model.g_norm: instance normalises over height and width"),
+])
+def test_dcgan_chen_refuses_what_its_networks_cannot_honour(key, value, says):
+    with pytest.raises(UserError, match=says):
+        _cfg("dcgan", arch="chen", **{key: value})
+    _cfg("dcgan", **{key: value})  # the tutorial networks take it
+    with pytest.raises(UserError, match="multiples of 4"):
+        _cfg("dcgan", "image_folder", arch="chen", size=30)
+
+
 def test_spectral_norm_adds_only_its_power_iteration_vectors():
     # W stays the trainable variable (W / sigma is computed, never stored), so the trainable counts
     # are the unnormalised networks'; each normalised layer adds a non-trainable u of its output size.

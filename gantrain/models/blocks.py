@@ -4,6 +4,8 @@
 - ``upsampling_generator`` / ``conv_trunk``: the ACGAN convolutional G and D body (Keras-GAN's acgan.py),
   which CDCGAN, ACGAN, SGAN and InfoGAN share. The generator makes H x W from an (H/4, W/4)
   base with two UpSampling2D steps, so the image sides must be multiples of 4.
+- ``chen_generator`` / ``chen_trunk``: Chen et al.'s MNIST networks with fully connected layers
+  (InfoGAN appendix C.1), ``model.arch: chen`` of InfoGAN and DCGAN; sides multiples of 4 too.
 """
 
 from __future__ import annotations
@@ -88,3 +90,46 @@ def conv_trunk(x, params: dict):
         x = normalize(x, norm, params["bn_momentum"])
         x = layers.LeakyReLU(params["leaky_slope"])(x)
     return minibatch(layers.GlobalAveragePooling2D()(x), params)
+
+
+def chen_generator(x, image_shape: tuple, norm: str, momentum: float):
+    """Chen et al.'s MNIST G (InfoGAN appendix C.1): two FC layers, then two 4x4 stride-2
+    up-convolutions (H/4 -> H). The FC 1024 and FC (H/4 x W/4 x 128) decide where strokes go."""
+    h, w, channels = image_shape
+    for units in (1024, (h // 4) * (w // 4) * 128):
+        x = layers.Dense(units, use_bias=bias_before(norm))(x)
+        x = layers.Activation("relu")(normalize(x, norm, momentum))
+    x = layers.Reshape((h // 4, w // 4, 128))(x)
+    x = layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=bias_before(norm))(x)
+    x = layers.Activation("relu")(normalize(x, norm, momentum))
+    return layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh")(x)
+
+
+def chen_trunk(x, params: dict, momentum: float):
+    """Chen et al.'s MNIST D body: conv 64, conv 128 + norm, FC 1024 + norm (LeakyReLU each); InfoGAN's
+    Q head shares it. Reads d_norm, leaky_slope and the minibatch keys."""
+    norm, slope = params["d_norm"], params["leaky_slope"]
+    x = maybe_spectral(layers.Conv2D(64, 4, strides=2, padding="same"), norm)(x)  # no norm on D's first layer
+    x = layers.LeakyReLU(slope)(x)
+    x = maybe_spectral(layers.Conv2D(128, 4, strides=2, padding="same", use_bias=bias_before(norm)), norm)(x)
+    x = layers.LeakyReLU(slope)(normalize(x, norm, momentum))
+    x = maybe_spectral(layers.Dense(1024, use_bias=bias_before(norm)), norm)(layers.Flatten()(x))
+    x = layers.LeakyReLU(slope)(normalize(x, norm, momentum))
+    return minibatch(x, params)
+
+
+# Instance norm needs spatial axes: on an FC layer's output each unit would be its own group of one.
+_SPATIAL_NORMS = ("instance",)
+
+
+def fixed_network_conflicts(params: dict, schema: dict, unread: tuple, why: str, instead: str) -> dict[str, str]:
+    """Conflicts for a family's fixed-width networks with fully connected layers (``arch: chen``):
+    every key in ``unread`` set away from its default (the chen networks would silently ignore it),
+    and a spatial normalisation in G or D."""
+    found = {key: f"{why}; model.arch chen has the paper's fixed networks: remove it or use {instead}"
+             for key in unread if params[key] != schema[key].default}
+    for key in ("g_norm", "d_norm"):
+        if params[key] in _SPATIAL_NORMS:
+            found[key] = (f"{params[key]} normalises over height and width, which the fully connected layers of model.arch "
+                          "chen do not have; use batch or none (or layer, layer_hwc, spectral in D)")
+    return found

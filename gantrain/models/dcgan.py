@@ -7,6 +7,12 @@ nearest-neighbour UpSampling2D then a stride-1 Conv2D: Odena et al. 2016's remed
 checkerboard artifacts of strided transposed convolutions). So ``g_widths`` of length L upsample by 2**(L-1): the tutorial's [256, 128, 64]
 turns 7x7 into 28x28, and also 8x8 into 32x32 (CIFAR-10); [512, 256, 128, 64] makes 64x64.
 Discriminator: stride-2 Conv2D + LeakyReLU + Dropout per ``d_widths`` entry, Flatten, Dense(1) logit.
+
+``arch: chen`` swaps both for Chen et al.'s MNIST networks (InfoGAN's appendix C.1 without the codes,
+the networks TF-GAN's MNIST example also uses; blocks.py): FC 1024 and FC (H/4 x W/4 x 128), then
+two 4x4 up-convolutions; D: two 4x4 stride-2 convs, then FC 1024, then the logit. Their fully
+connected layers cost few multiply-adds on a CPU, and they learn MNIST faster per step than the
+tutorial's convolutional stack (BENCHMARKS.md, the main job's search).
 """
 
 from __future__ import annotations
@@ -15,12 +21,16 @@ import keras
 from keras import layers
 
 from gantrain.models.base import LATENT_DIM, LEAKY_SLOPE, Family, GANModel
+from gantrain.models.blocks import chen_generator, chen_trunk, fixed_network_conflicts
 from gantrain.models.layers import D_NORMS, G_NORMS, LAYER_NORMS_HELP, MINIBATCH_SCHEMA, bias_before, maybe_spectral, minibatch, normalize
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
 SCHEMA = {
     "latent_dim": LATENT_DIM,
+    "arch": Field("tutorial", "networks: tutorial (the TensorFlow tutorial's convolutional stacks; the width, kernel, upsampling and "
+                  "dropout keys apply) or chen (Chen et al.'s MNIST networks with fully connected layers, fixed widths; "
+                  "sides must be multiples of 4)", "str", choices=("tutorial", "chen")),
     "g_widths": Field([256, 128, 64], "generator widths: dense block, then one transposed conv each (>= 2 entries)", "int_list", min=1),
     "d_widths": Field([64, 128], "discriminator conv widths, each stride 2", "int_list", min=1),
     "g_upsample": Field("transpose", "how G doubles the size: transpose (stride-2 Conv2DTranspose, the tutorial) or nearest "
@@ -36,9 +46,22 @@ SCHEMA = {
 }
 
 
+# The keys of the tutorial stacks that the fixed chen networks do not read.
+_TUTORIAL_ONLY = ("g_widths", "d_widths", "g_upsample", "kernel_size", "dropout")
+# Batch-norm momentum of the chen networks (Keras's default; the tutorial stacks use it too).
+_CHEN_BN_MOMENTUM = 0.99
+
+
 class DCGan(Family):
+    def conflicts(self, params: dict) -> dict[str, str]:
+        if params["arch"] != "chen":
+            return {}
+        return fixed_network_conflicts(params, SCHEMA, _TUTORIAL_ONLY, "sets the tutorial networks", "arch tutorial")
+
     def check(self, params: dict, image_shape: tuple) -> str | None:
         h, w, _ = image_shape
+        if params["arch"] == "chen":
+            return None if h % 4 == 0 and w % 4 == 0 else f"model.arch chen upsamples H/4 x W/4 twice, so both sides must be multiples of 4 (got {h}x{w})"
         widths = params["g_widths"]
         if len(widths) < 2:
             return "model.g_widths needs at least 2 entries (dense block + one transposed conv)"
@@ -50,6 +73,8 @@ class DCGan(Family):
         return None
 
     def build(self, params: dict, image_shape: tuple, num_classes: int) -> GANModel:
+        if params["arch"] == "chen":
+            return self._build_chen(params, image_shape, num_classes)
         h, _, channels = image_shape
         widths, k, slope = params["g_widths"], params["kernel_size"], params["leaky_slope"]
         base = h // 2 ** (len(widths) - 1)
@@ -81,6 +106,15 @@ class DCGan(Family):
         x = minibatch(layers.Flatten()(x), params)
         logits = maybe_spectral(layers.Dense(1), d_norm)(x)
         discriminator = keras.Model(inp, logits, name="discriminator")
+        return GANModel(generator, discriminator, params["latent_dim"], num_classes)
+
+    def _build_chen(self, params: dict, image_shape: tuple, num_classes: int) -> GANModel:
+        z = keras.Input((params["latent_dim"],), name="z")
+        generator = keras.Model(z, chen_generator(z, image_shape, params["g_norm"], _CHEN_BN_MOMENTUM), name="generator")
+        images = keras.Input(image_shape, name="images")
+        features = chen_trunk(images, params, _CHEN_BN_MOMENTUM)
+        logits = maybe_spectral(layers.Dense(1), params["d_norm"])(features)
+        discriminator = keras.Model(images, logits, name="discriminator")
         return GANModel(generator, discriminator, params["latent_dim"], num_classes)
 
 

@@ -31,8 +31,8 @@ from keras import layers
 from gantrain.errors import UserError
 from gantrain.losses import class_cross_entropy, gaussian_code_loss
 from gantrain.models.base import GANModel
-from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, conv_trunk, upsampling_generator
-from gantrain.models.layers import bias_before, maybe_spectral, minibatch, normalize
+from gantrain.models.blocks import CONV_SCHEMA, ConvFamily, chen_generator, chen_trunk, conv_trunk, fixed_network_conflicts, upsampling_generator
+from gantrain.models.layers import bias_before, maybe_spectral, normalize
 from gantrain.registry import MODELS
 from gantrain.schema import Field
 
@@ -48,8 +48,6 @@ SCHEMA = {
 }
 # The ACGAN-body keys the fixed-width chen networks do not read.
 _ACGAN_ONLY = ("g_base_channels", "g_widths", "d_widths")
-# Instance norm needs spatial axes: on an FC layer's output each unit would be its own group of one.
-_SPATIAL_NORMS = ("instance",)
 
 
 class InfoGANModel(GANModel):
@@ -117,53 +115,25 @@ class InfoGANModel(GANModel):
         return self.generate(latent, training=False, generator=generator).numpy(), rows
 
 
-def chen_generator(x, image_shape: tuple, params: dict):
-    """The paper's MNIST G: two FC layers, then two 4x4 stride-2 up-convolutions (H/4 -> H)."""
-    h, w, channels = image_shape
-    norm, m = params["g_norm"], params["bn_momentum"]
-    for units in (1024, (h // 4) * (w // 4) * 128):
-        x = layers.Dense(units, use_bias=bias_before(norm))(x)
-        x = layers.Activation("relu")(normalize(x, norm, m))
-    x = layers.Reshape((h // 4, w // 4, 128))(x)
-    x = layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=bias_before(norm))(x)
-    x = layers.Activation("relu")(normalize(x, norm, m))
-    return layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh")(x)
-
-
-def chen_trunk(x, params: dict):
-    """The paper's MNIST D body shared with Q: conv 64, conv 128 + norm, FC 1024 + norm (lReLU each)."""
-    norm, m, slope = params["d_norm"], params["bn_momentum"], params["leaky_slope"]
-    x = maybe_spectral(layers.Conv2D(64, 4, strides=2, padding="same"), norm)(x)  # no norm on D's first layer
-    x = layers.LeakyReLU(slope)(x)
-    x = maybe_spectral(layers.Conv2D(128, 4, strides=2, padding="same", use_bias=bias_before(norm)), norm)(x)
-    x = layers.LeakyReLU(slope)(normalize(x, norm, m))
-    x = maybe_spectral(layers.Dense(1024, use_bias=bias_before(norm)), norm)(layers.Flatten()(x))
-    x = layers.LeakyReLU(slope)(normalize(x, norm, m))
-    return minibatch(x, params)
-
-
 class InfoGan(ConvFamily):
     def conflicts(self, params):
         if params["arch"] != "chen":
             return {}
-        found = {key: "sets a width of the acgan networks; model.arch chen has the paper's fixed widths: remove it or use arch acgan"
-                 for key in _ACGAN_ONLY if params[key] != SCHEMA[key].default}
-        for key in ("g_norm", "d_norm"):
-            if params[key] in _SPATIAL_NORMS:
-                found[key] = (f"{params[key]} normalises over height and width, which the fully connected layers of model.arch "
-                              "chen do not have; use batch or none (or layer, layer_hwc, spectral in D)")
-        return found
+        return fixed_network_conflicts(params, SCHEMA, _ACGAN_ONLY, "sets a width of the acgan networks", "arch acgan")
 
     def build(self, params, image_shape, num_classes):
         categories = params["categories"] or (num_classes if num_classes >= 2 else 10)
         continuous = params["continuous_codes"]
         chen = params["arch"] == "chen"
         latent = keras.Input((params["latent_dim"] + categories + continuous,), name="latent")
-        make_generator = chen_generator if chen else upsampling_generator
-        generator = keras.Model(latent, make_generator(latent, image_shape, params), name="generator")
+        if chen:
+            g_out = chen_generator(latent, image_shape, params["g_norm"], params["bn_momentum"])
+        else:
+            g_out = upsampling_generator(latent, image_shape, params)
+        generator = keras.Model(latent, g_out, name="generator")
 
         images = keras.Input(image_shape, name="images")
-        features = (chen_trunk if chen else conv_trunk)(images, params)
+        features = chen_trunk(images, params, params["bn_momentum"]) if chen else conv_trunk(images, params)
         norm = params["d_norm"]
         q = maybe_spectral(layers.Dense(128, use_bias=not chen or bias_before(norm)), norm)(features)
         if chen:  # the paper's Q normalises its hidden layer; the acgan body's Q never did
