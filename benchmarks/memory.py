@@ -5,7 +5,7 @@ Starts `gantrain fit CONFIG --set ...` in a fresh process, reads its resident se
 and prints RSS at each tenth of the run, the peak, and the growth between the end of warm-up (the
 first --warmup fraction of the steps) and the end, as MB and MB per 1,000 steps.
 
-    python benchmarks/memory.py configs/dcgan_mnist.yaml --steps 10000 \\
+    python benchmarks/memory.py configs/dcgan_mnist_tutorial.yaml --steps 10000 \\
         --set data.root=../shared/data/mnist --set data.batch_size=32
     python benchmarks/memory.py ... --write BENCHMARKS.md     # append the result
 """

@@ -24,7 +24,7 @@ from gantrain.data import load_dataset, make_pipeline
 from gantrain.losses import get_loss
 from gantrain.run import build_model, build_optimizers
 from gantrain.trainer import Trainer, TrainOptions
-cfg = load_config("configs/dcgan_mnist.yaml", ["data.root=" + sys.argv[2]])
+cfg = load_config("configs/dcgan_mnist_tutorial.yaml", ["data.root=" + sys.argv[2]])
 src = load_dataset(cfg["data"])
 model = build_model(cfg, src.image_shape, src.num_classes)
 trainer = Trainer(model, build_optimizers(cfg, model.groups), get_loss(cfg["loss"]["name"]),
