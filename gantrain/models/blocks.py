@@ -38,10 +38,18 @@ class ConvFamily(Family):
         return check_conv_shape(params, image_shape)
 
 
-def check_conv_shape(params: dict, image_shape: tuple) -> str | None:
+def quarter_size_problem(image_shape: tuple, generator: str) -> str | None:
+    """Why ``generator``, which doubles an (H/4, W/4) map twice, cannot make ``image_shape`` (or None)."""
     h, w, _ = image_shape
     if h % 4 or w % 4:
-        return f"the convolutional generator upsamples H/4 x W/4 twice, so both sides must be multiples of 4 (got {h}x{w})"
+        return f"{generator} upsamples H/4 x W/4 twice, so both sides must be multiples of 4 (got {h}x{w})"
+    return None
+
+
+def check_conv_shape(params: dict, image_shape: tuple) -> str | None:
+    problem = quarter_size_problem(image_shape, "the convolutional generator")
+    if problem:
+        return problem
     if len(params["g_widths"]) != 3:
         return "model.g_widths needs exactly 3 entries (before, between and after the two upsamplings)"
     return None

@@ -21,7 +21,7 @@ import keras
 from keras import layers
 
 from gantrain.models.base import LATENT_DIM, LEAKY_SLOPE, Family, GANModel
-from gantrain.models.blocks import chen_generator, chen_trunk, fixed_network_conflicts
+from gantrain.models.blocks import chen_generator, chen_trunk, fixed_network_conflicts, quarter_size_problem
 from gantrain.models.layers import D_NORMS, G_NORMS, LAYER_NORMS_HELP, MINIBATCH_SCHEMA, bias_before, maybe_spectral, minibatch, normalize
 from gantrain.registry import MODELS
 from gantrain.schema import Field
@@ -59,9 +59,9 @@ class DCGan(Family):
         return fixed_network_conflicts(params, SCHEMA, _TUTORIAL_ONLY, "sets the tutorial networks", "arch tutorial")
 
     def check(self, params: dict, image_shape: tuple) -> str | None:
-        h, w, _ = image_shape
         if params["arch"] == "chen":
-            return None if h % 4 == 0 and w % 4 == 0 else f"model.arch chen upsamples H/4 x W/4 twice, so both sides must be multiples of 4 (got {h}x{w})"
+            return quarter_size_problem(image_shape, "model.arch chen")
+        h, w, _ = image_shape
         widths = params["g_widths"]
         if len(widths) < 2:
             return "model.g_widths needs at least 2 entries (dense block + one transposed conv)"
