@@ -395,7 +395,7 @@ def eval_(
     accuracy: bool = typer.Option(False, "--accuracy", help="Conditional families: samples of class k classified as k; sgan: D's classifier accuracy."),
     n: int = typer.Option(10000, "--n", min=2, help="Generated samples (and at most this many real ones); with --real-a/--real-b, per folder (a seeded random subset, or all of a smaller folder)."),
     split: str = typer.Option("test", "--split", help="Real split to compare with (datasets that have splits)."),
-    extractor: Optional[str] = typer.Option(None, "--extractor", help="Feature extractor (default: the dataset's domain classifier, else inception_v3). See gantrain list."),
+    extractor: Optional[str] = typer.Option(None, "--extractor", help="Feature extractor (default: the run's eval.extractor and eval.weights, else the dataset's domain classifier, else inception_v3). See gantrain list."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Extractor weights: a local file (Inception offline) or a classifier STEM."),
     checkpoint: str = typer.Option("latest", "--checkpoint", help="'latest', 'best' or a step number."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for the generated samples."),

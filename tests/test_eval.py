@@ -450,6 +450,32 @@ def test_eval_unknown_split_is_one_line_naming_the_valid_ones(tiny_runs):
     assert len(lines) == 1 and lines[0].startswith("error: --split 'tset'") and "train, test" in lines[0], result.output
 
 
+def test_eval_defaults_to_the_runs_own_eval_extractor(tiny_runs, tmp_path):
+    """A run trained with eval.extractor/eval.weights (CIFAR-10's own classifier) is scored by
+    `gantrain eval RUN` with that extractor, as its training curve was, not the loader's default;
+    --extractor still overrides it."""
+    import yaml
+
+    stem = tmp_path / "own"  # the shipped MNIST classifier under another name: a distinct extractor
+    shutil.copy(SHIPPED / "mnist_classifier.json", tmp_path / "own.json")
+    shutil.copy(SHIPPED / "mnist_classifier.weights.h5", tmp_path / "own.weights.h5")
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs["dcgan"], run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["eval"].update(extractor="classifier", weights=str(stem))
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+    default = runner.invoke(app, ["eval", str(run), "--fid", "--n", "200", "--json", str(tmp_path / "d.json")])
+    explicit = runner.invoke(app, ["eval", str(run), "--fid", "--n", "200", "--extractor", "classifier", "--weights", str(stem),
+                                   "--json", str(tmp_path / "e.json")])
+    shipped = runner.invoke(app, ["eval", str(run), "--fid", "--n", "200", "--extractor", "mnist_classifier", "--json", str(tmp_path / "s.json")])
+    assert default.exit_code == explicit.exit_code == shipped.exit_code == 0, default.output + explicit.output + shipped.output
+    d, e, s = (json.loads((tmp_path / f"{k}.json").read_text())["results"][0] for k in "des")
+    assert d["extractor"] == e["extractor"] == "classifier" and s["extractor"] == "mnist_classifier"
+    assert d["weights"] == e["weights"] == str(tmp_path / "own.weights.h5")
+    assert d["value"] == e["value"]
+
+
 class StandIn(Extractor):
     """A cheap extractor for folder plumbing: the pixels as features, one-hot 'bright?' as probabilities.
 
