@@ -213,7 +213,9 @@ def evaluate_run(run, metrics, n=DEFAULT_N, split="test", extractor_name=None, w
     if extractor_name is None and run_eval.get("extractor"):
         # The run's own eval section (e.g. CIFAR-10's classifier trained here): the score then
         # continues its training curve instead of silently switching to the loader's default.
-        extractor_name, weights = run_eval["extractor"], weights if weights is not None else run_eval.get("weights")
+        extractor_name = run_eval["extractor"]
+        if weights is None:
+            weights = run_eval.get("weights")
     extractor = resolve_extractor(extractor_name, weights, data_cfg["loader"], model.image_shape)
     if feature_metrics:
         source = load_dataset(data_cfg, split=split if has_split else None)
